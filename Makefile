@@ -1,0 +1,47 @@
+# smsq — every target installs what it needs into .venv first, so each works
+# as the first command on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-unit lint simulator migrate bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install smsq with its dev tools
+
+demo: $(STAMP) ## run the demo on the embedded default (no services needed)
+	$(BIN)/smsq demo
+
+test: $(STAMP) ## run the test suite (integration tests need PostgreSQL and Redis)
+	$(BIN)/pytest -q
+
+test-unit: $(STAMP) ## run only the tests that need no service
+	$(BIN)/pytest -q -m "not integration"
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+simulator: $(STAMP) ## serve the provider simulator on port 8025
+	$(BIN)/smsq simulator --port 8025
+
+migrate: $(STAMP) ## bring the database at SMSQ_DATABASE_URL to the newest schema
+	$(BIN)/smsq db upgrade
+
+bench: $(STAMP) ## run the benchmarks in bench/ (figures go to docs/performance.md)
+	$(BIN)/python bench/transport.py
+
+clean: ## remove .venv, caches and the demo database
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache smsq.db demo-report.json
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

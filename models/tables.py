@@ -1,0 +1,172 @@
+"""The database tables (SQLAlchemy 2.0 typed ORM).
+
+The same schema runs on SQLite (the embedded default, tests) and PostgreSQL
+(production). Portable choices made for that:
+
+- times are stored as naive UTC and come back timezone-aware (``UTCDateTime``),
+  because SQLite keeps no zone;
+- statuses are plain strings checked by the application (``models.status``),
+  not database enums, so adding a status is not a migration on PostgreSQL;
+- ``Message.client_id`` is ``''`` rather than NULL when there is no client,
+  because a unique index treats NULLs as distinct on both databases, and the
+  idempotency key must be unique per client.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from models.ids import new_id
+from models.status import CampaignStatus, EventSource, MessageKind, MessageStatus
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware datetimes in, aware UTC datetimes out, naive UTC on disk."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; smsq stores aware datetimes only")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+# Named constraints so Alembic migrations are deterministic on both databases.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)  # a template: "Hi {name}"
+    provider: Mapped[str] = mapped_column(String(64))
+    sender: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default=CampaignStatus.DRAFT)
+    send_at: Mapped[dt.datetime | None]
+    accepted: Mapped[int] = mapped_column(Integer, default=0)  # ingestion summary
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+    messages: Mapped[list[Message]] = relationship(back_populates="campaign", lazy="raise")
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("client_id", "idempotency_key"),
+        # A number appears once per campaign: duplicates in a CSV are sent once.
+        UniqueConstraint("campaign_id", "to"),
+        Index(None, "status", "provider"),
+        Index(None, "provider_message_id"),
+        Index(None, "status", "send_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    to: Mapped[str] = mapped_column(String(16))  # E.164, with the '+'
+    text: Mapped[str] = mapped_column(Text)
+    sender: Mapped[str | None] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16), default=MessageKind.TRANSACTIONAL)
+    campaign_id: Mapped[str | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    provider: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=MessageStatus.ACCEPTED)
+    encoding: Mapped[str] = mapped_column(String(8))  # gsm7 | ucs2
+    segments: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    provider_message_id: Mapped[str | None] = mapped_column(String(64))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    stop_list: Mapped[bool] = mapped_column(Boolean, default=True)
+    flash: Mapped[bool] = mapped_column(Boolean, default=False)
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    client_id: Mapped[str] = mapped_column(String(64), default="")
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    send_at: Mapped[dt.datetime | None]
+    expires_at: Mapped[dt.datetime | None]
+    lease_until: Mapped[dt.datetime | None]  # a row in 'sending' is owned until then
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]  # when it reached a final status
+
+    campaign: Mapped[Campaign | None] = relationship(back_populates="messages", lazy="raise")
+    events: Mapped[list[MessageEvent]] = relationship(
+        back_populates="message", lazy="raise", order_by="MessageEvent.id"
+    )
+
+
+class MessageEvent(Base):
+    """Append-only history: one row per status change or ignored late report."""
+
+    __tablename__ = "message_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16), default=EventSource.WORKER)
+    applied: Mapped[bool] = mapped_column(Boolean, default=True)  # False: kept, status unchanged
+    provider_code: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    message: Mapped[Message] = relationship(back_populates="events", lazy="raise")
+
+
+class Suppression(Base):
+    """The stop list: numbers that get no campaign or marketing traffic."""
+
+    __tablename__ = "suppressions"
+
+    number: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,59 @@
+"""Applying a status change to one message, with its event.
+
+The rule of which moves are allowed is in ``models.status``; this module is
+the one writer of single-row changes (the worker's bulk writes use
+``models.status.sources_of`` in their ``WHERE``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from models.status import EventSource, MessageStatus, can_move, is_final
+from models.tables import Message, MessageEvent, utcnow
+
+
+def apply_status(
+    session: Session,
+    message: Message,
+    to: MessageStatus,
+    *,
+    source: EventSource,
+    provider_code: int | None = None,
+    detail: str | None = None,
+    payload: dict[str, Any] | None = None,
+    at: dt.datetime | None = None,
+) -> bool:
+    """Move ``message`` to ``to`` if allowed; always record the event.
+
+    Returns True when the status changed. A move that is not allowed (a late
+    ``sent`` after ``delivered``, a duplicate report) is kept as an event with
+    ``applied=False`` and leaves the row alone. The caller commits.
+    """
+    now = at or utcnow()
+    current = MessageStatus(message.status)
+    applied = can_move(current, to)
+    session.add(
+        MessageEvent(
+            message_id=message.id,
+            status=to,
+            source=source,
+            applied=applied,
+            provider_code=provider_code,
+            detail=detail,
+            payload=payload,
+            created_at=now,
+        )
+    )
+    if not applied:
+        return False
+    message.status = to
+    message.updated_at = now
+    if to is MessageStatus.SENT and message.sent_at is None:
+        message.sent_at = now
+    if is_final(to):
+        message.finished_at = now
+    return True

@@ -1,0 +1,139 @@
+"""smsq's settings: one class, read from ``SMSQ_*`` environment variables.
+
+Like ``django.conf``, this module is a leaf every package may import; it
+imports nothing of ours but the provider account schema. The names of the
+environment variables are a public interface.
+
+The providers file (``SMSQ_PROVIDERS_FILE``, TOML) holds one table per
+provider account. Without one, smsq uses two demo accounts that talk to the
+simulator on 127.0.0.1:8025, so the embedded default works on a bare machine.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from providers.accounts import ProviderAccount
+
+SIMULATOR_URL = "http://127.0.0.1:8025"
+
+# The demo accounts; the simulator knows these credentials (see
+# providers.simulator.config). Any real deployment sets SMSQ_PROVIDERS_FILE.
+DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {
+    "panel": {
+        "adapter": "panelsms",
+        "url": f"{SIMULATOR_URL}/sendMtSms.php",
+        "user": "demo@example.com",
+        "api_key": "demo-panel-key",
+        "sender": "SMSQ",
+        "response_type": "json",
+        "rate": 100,
+        "burst": 100,
+    },
+    "brand": {
+        "adapter": "brand",
+        "url": f"{SIMULATOR_URL}/brand/send",
+        "key": "demo-brand-key",
+        "brand_id": "SMSQ",
+        "callback_key": "demo-callback-key",
+        "max_numbers": 500,
+        "rate": 200,
+        "burst": 200,
+    },
+}
+
+_ACCOUNT = TypeAdapter[ProviderAccount](ProviderAccount)
+
+
+class ProvidersFileError(ValueError):
+    """The providers file cannot be used; the message names file, table and field."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SMSQ_", extra="ignore")
+
+    database_url: str = Field(default="sqlite:///./smsq.db", description="SQLAlchemy URL")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="throttle store")
+    broker_url: str | None = Field(default=None, description="Celery broker; the Redis URL")
+    providers_file: Path | None = Field(default=None, description="TOML provider accounts")
+    default_provider: str | None = Field(default=None, description="account used by default")
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="base URL at which providers reach our delivery-report receiver",
+    )
+    max_parts: int = Field(default=10, ge=1, le=255, description="longest text, in parts")
+    timezone: str = Field(default="UTC", description="zone of 'Y-m-d H:i' times")
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or self.redis_url
+
+    @cached_property
+    def providers(self) -> dict[str, ProviderAccount]:
+        if self.providers_file is None:
+            return parse_providers(DEFAULT_PROVIDERS, source="built-in demo providers")
+        return load_providers_file(self.providers_file)
+
+    @property
+    def default_provider_name(self) -> str:
+        name = self.default_provider or next(iter(self.providers))
+        if name not in self.providers:
+            known = ", ".join(sorted(self.providers))
+            raise ProvidersFileError(
+                f"SMSQ_DEFAULT_PROVIDER: no provider named {name!r} (known: {known})"
+            )
+        return name
+
+
+def load_providers_file(path: Path) -> dict[str, ProviderAccount]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProvidersFileError(f"{path}: file not found (SMSQ_PROVIDERS_FILE)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProvidersFileError(f"{path}: not valid TOML: {exc}") from None
+    tables = data.get("providers")
+    if not isinstance(tables, dict) or not tables:
+        raise ProvidersFileError(f"{path}: no [providers.<name>] table")
+    return parse_providers(tables, source=str(path))
+
+
+def parse_providers(tables: dict[str, Any], *, source: str) -> dict[str, ProviderAccount]:
+    accounts: dict[str, ProviderAccount] = {}
+    for name, table in tables.items():
+        where = f"{source}: [providers.{name}]"
+        if not isinstance(table, dict):
+            raise ProvidersFileError(f"{where}: must be a table")
+        try:
+            account = _ACCOUNT.validate_python({**table, "name": name})
+        except ValidationError as exc:
+            raise ProvidersFileError(f"{where}: {_describe(exc)}") from None
+        accounts[name] = account
+    return accounts
+
+
+def _describe(exc: ValidationError) -> str:
+    """Field and reason for each problem, never the value (it may be a secret)."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = [str(p) for p in err["loc"] if p not in ("panelsms", "brand")]
+        field = ".".join(loc) or "adapter"
+        parts.append(f"field {field!r}: {err['msg']}")
+    return "; ".join(parts)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once. Tests call ``get_settings.cache_clear()``."""
+    return Settings()
