@@ -6,6 +6,7 @@
     ├── RetryableError            retry later; the slot is freed while waiting
     │   ├── QueueFull             code 6 (or HTTP 503)
     │   ├── Throttled             code 7 (or HTTP 429); also slows the bucket
+    │   ├── ProviderUnavailable   HTTP 5xx other than 503
     │   └── TransportError        the request never left (connect error, pool timeout)
     ├── PermanentError            every other code; ``code`` and the vendor's text kept
     ├── ProviderProtocolError     an answer we cannot parse; names what was received
@@ -43,6 +44,10 @@ class QueueFull(RetryableError):
 
 class Throttled(RetryableError):
     code = Code.THROTTLED
+
+
+class ProviderUnavailable(RetryableError):
+    """HTTP 5xx other than 503: the provider could not take the request."""
 
 
 class TransportError(RetryableError):

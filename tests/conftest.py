@@ -1,0 +1,145 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when reachable),
+row factories, and the rule for integration tests.
+
+Integration tests need real services. Without them they skip with the reason;
+with ``SMSQ_REQUIRE_SERVICES=1`` (CI) they fail instead, so a broken service
+cannot turn the suite silently green.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from models.db import make_engine, make_sessionmaker
+from models.migrate import upgrade
+from models.sms_text import analyze
+from models.status import MessageKind
+from models.tables import Base, Campaign, Message
+
+POSTGRES_URL = os.environ.get("SMSQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_SERVICES = os.environ.get("SMSQ_REQUIRE_SERVICES") == "1"
+
+
+def need_service(name: str, error: BaseException) -> None:
+    """Skip (or, when services are required, fail) because ``name`` is unreachable."""
+    reason = f"{name} not reachable: {type(error).__name__}: {error}"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (SMSQ_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+# --- databases ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating is the slow part)."""
+    path = tmp_path_factory.mktemp("db") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, migrated, dropped at the end."""
+    try:
+        admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        need_service("PostgreSQL", exc)
+    name = f"smsq_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate(engine: Engine) -> None:
+    names = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)],
+)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
+    """A migrated, empty database: SQLite, and PostgreSQL when reachable."""
+    if request.param == "sqlite":
+        path = tmp_path / "smsq.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite:///{path}"
+        return
+    url: str = request.getfixturevalue("postgres_database")
+    yield url
+    engine = make_engine(url)
+    _truncate(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with make_sessionmaker(engine)() as s:
+        yield s
+
+
+# --- factories ---------------------------------------------------------------
+
+
+@pytest.fixture
+def make_message(session: Session) -> Callable[..., Message]:
+    """Insert a message row; keyword arguments override the defaults."""
+    counter = iter(range(10**9))
+
+    def factory(**fields: Any) -> Message:
+        text_ = fields.pop("text", "Hello from smsq")
+        sms = analyze(text_)
+        values: dict[str, Any] = {
+            "to": f"+4915550{next(counter):06d}",
+            "text": text_,
+            "kind": MessageKind.TRANSACTIONAL,
+            "provider": "panel",
+            "encoding": sms.encoding,
+            "segments": sms.segments,
+        }
+        values.update(fields)
+        message = Message(**values)
+        session.add(message)
+        session.commit()
+        return message
+
+    return factory
+
+
+@pytest.fixture
+def make_campaign(session: Session) -> Callable[..., Campaign]:
+    def factory(**fields: Any) -> Campaign:
+        values: dict[str, Any] = {"name": "spring sale", "text": "Hi {name}", "provider": "panel"}
+        values.update(fields)
+        campaign = Campaign(**values)
+        session.add(campaign)
+        session.commit()
+        return campaign
+
+    return factory
