@@ -55,7 +55,7 @@ def postgres_database() -> Iterator[str]:
         admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception as exc:
         need_service("PostgreSQL", exc)
     name = f"smsq_test_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:

@@ -6,8 +6,8 @@ from models.status import (
     FINAL_STATUSES,
     CampaignStatus,
     MessageStatus,
-    can_move,
     campaign_can_move,
+    can_move,
     is_final,
     sources_of,
 )

@@ -87,7 +87,7 @@ def test_credentials_never_show(tmp_path: Path, clean_env: pytest.MonkeyPatch) -
 
 def test_unknown_default_provider_is_named(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("SMSQ_DEFAULT_PROVIDER", "nope")
-    with pytest.raises(ProvidersFileError, match="SMSQ_DEFAULT_PROVIDER.*'nope'.*brand, panel"):
+    with pytest.raises(ProvidersFileError, match=r"SMSQ_DEFAULT_PROVIDER.*'nope'.*brand, panel"):
         _ = Settings().default_provider_name
 
 
@@ -148,5 +148,5 @@ def test_a_wrong_secret_type_does_not_echo_the_value(
 
 def test_missing_providers_file(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("SMSQ_PROVIDERS_FILE", str(tmp_path / "absent.toml"))
-    with pytest.raises(ProvidersFileError, match="absent.toml: file not found"):
+    with pytest.raises(ProvidersFileError, match=r"absent\.toml: file not found"):
         _ = Settings().providers
