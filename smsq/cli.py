@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from smsq.settings import ProvidersFileError, get_settings
@@ -29,7 +30,7 @@ err = Console(stderr=True)
 
 
 def fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 
@@ -93,6 +94,64 @@ def show_config(
     for name, acc in providers.items():
         accounts.add_row(name, acc["adapter"], acc["url"], str(acc["rate"]), str(acc["burst"]))
     console.print(accounts)
+
+
+@app.command("simulator")
+def simulator(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8025,
+    latency_ms: Annotated[float, typer.Option(help="added to every answer")] = 0.0,
+    jitter_ms: Annotated[float, typer.Option(help="latency varies by up to +/- this")] = 0.0,
+    rate_limit: Annotated[
+        int | None, typer.Option(help="messages per second above which it answers 7")
+    ] = None,
+    queue_full_ratio: Annotated[float, typer.Option(help="share answered 6 (queue full)")] = 0.0,
+    error_5xx_ratio: Annotated[float, typer.Option(help="share answered HTTP 500")] = 0.0,
+    hang_ratio: Annotated[float, typer.Option(help="share never answered")] = 0.0,
+    dlr_delay: Annotated[float, typer.Option(help="seconds until a delivery report")] = 1.0,
+    delivered_ratio: Annotated[float, typer.Option(help="share of reports 'delivered'")] = 1.0,
+    seed: Annotated[int | None, typer.Option(help="seed for reproducible faults")] = None,
+) -> None:
+    """Serve both provider APIs (panelsms and brand) with fault injection.
+
+    It accepts the accounts of SMSQ_PROVIDERS_FILE (or the built-in demo
+    accounts) and sends brand delivery reports to SMSQ_PUBLIC_URL/dlr/brand.
+    Faults can also be changed while it runs: POST JSON to /_config.
+    Stats: GET /_stats.
+
+    Example: [bold]smsq simulator --port 8025 --latency-ms 20 --queue-full-ratio 0.1[/bold]
+    """
+    from providers.simulator import Simulator, serve
+    from smsq.simulator_setup import simulator_config
+
+    try:
+        config = simulator_config(
+            get_settings(),
+            latency_ms=latency_ms,
+            jitter_ms=jitter_ms,
+            rate_limit=rate_limit,
+            queue_full_ratio=queue_full_ratio,
+            error_5xx_ratio=error_5xx_ratio,
+            hang_ratio=hang_ratio,
+            dlr_delay=dlr_delay,
+            delivered_ratio=delivered_ratio,
+            seed=seed,
+        )
+    except (ProvidersFileError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    err.print(f"simulator on http://{host}:{port} (stats at /_stats, faults at /_config)")
+    serve(Simulator(config), host=host, port=port)
+
+
+@app.command("demo")
+def demo() -> None:
+    """Run the demo on the embedded default: no database or Redis needed.
+
+    Example: [bold]smsq demo[/bold]
+    """
+    from smsq.demo import run_demo
+
+    raise typer.Exit(run_demo(console))
 
 
 def masked_url(url: str) -> str:

@@ -1,0 +1,105 @@
+"""Serving the simulator with uvicorn: in the foreground, or in a thread.
+
+``serve`` is what ``smsq simulator`` runs. ``run_in_thread`` is for tests and
+the demo: a real HTTP server on a free port (``port=0``) in a daemon thread,
+returned once it accepts connections, stopped by ``.stop()`` or by leaving the
+``with`` block. Logging stays at warnings and there is no access log: at
+benchmark rates a line per request would cost more than the request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+from providers.simulator.app import create_app
+from providers.simulator.core import Simulator
+
+DEFAULT_PORT = 8025  # smsq.settings.SIMULATOR_URL
+# Seconds given to open requests (a hanging one) when the server stops.
+GRACEFUL_SHUTDOWN = 2
+
+
+def _config(sim: Simulator, host: str, port: int, app_options: dict[str, Any]) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(sim, **app_options),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        ws="none",  # no websocket library needed, or imported
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+    )
+
+
+def serve(
+    sim: Simulator, host: str = "127.0.0.1", port: int = DEFAULT_PORT, **app_options: Any
+) -> None:
+    """Serve ``sim`` until interrupted (blocking)."""
+    uvicorn.Server(_config(sim, host, port, app_options)).run()
+
+
+class SimulatorServer:
+    """A simulator served in a background thread; ``url`` has the real port."""
+
+    def __init__(self, sim: Simulator, host: str, port: int, app_options: dict[str, Any]) -> None:
+        self.sim = sim
+        self.host = host
+        self._server = uvicorn.Server(_config(sim, host, port, app_options))
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="smsq-simulator", daemon=True)
+        self.url = ""
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except BaseException as exc:  # uvicorn exits with SystemExit on a bind error
+            self._error = exc
+
+    def start(self, timeout: float = 10.0) -> SimulatorServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"simulator did not start on {self.host}: {self._error!r}"
+                    if self._error
+                    else f"simulator did not start on {self.host} within {timeout} s"
+                )
+            time.sleep(0.01)
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.url = f"http://{host}:{port}"
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def __enter__(self) -> SimulatorServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def run_in_thread(
+    sim: Simulator, host: str = "127.0.0.1", port: int = 0, **app_options: Any
+) -> SimulatorServer:
+    """Start serving ``sim`` in a thread; returns once it accepts connections.
+
+    ``app_options`` go to :func:`create_app` (``dlr_client``, ``send_reports``, ...).
+    """
+    return SimulatorServer(sim, host, port, app_options).start()
