@@ -93,7 +93,8 @@ def run_demo(console: Console | None = None) -> int:
         asyncio.run(run_samples(settings, server.url, sim, console))
         stats = sim.stats()
     console.print(
-        f"simulator accepted {stats['accepted']} messages in {stats['requests']['total']} requests, "
+        f"simulator accepted {stats['accepted']} messages "
+        f"in {stats['requests']['total']} requests, "
         f"rejected {stats['rejected']['total']} (by code {stats['rejected']['by_code']}), "
         f"duplicates: {len(stats['duplicates'])}"
     )
