@@ -3,23 +3,27 @@
 Transport: aiohttp by default
 -----------------------------
 Adapters keep the httpx API (``await client.post(...)``); only the transport
-underneath changes. Measured with ``bench/transport.py`` on the 2-core dev box
-against a local endpoint answering in 20 ms (medians of 3 x 2,000 POSTs, same
-run; see that script's docstring for the full table):
+underneath changes. ``bench/transport.py`` on the 2-core dev box, local
+endpoint answering in 20 ms, form-encoded POSTs, median of 3 x 1,000
+(ratio to the default transport in the same run):
 
-===========================  ========  ========  =========
-requests/s                    c=10      c=50      c=100
-===========================  ========  ========  =========
-httpx default (httpcore)       ~250      ~370      ~380
-httpx + aiohttp transport      ~480    ~2,000    ~2,500
-sync httpx, 32 threads         ~480    ~1,300    ~1,300
-===========================  ========  ========  =========
+=================================  ============  =============  =============
+requests/s                          c=10          c=50           c=100
+=================================  ============  =============  =============
+httpx default (httpcore/anyio)       340           133            114
+httpx + httpx-aiohttp transport      378 (1.1x)  1,131 (8.5x)   1,093 (9.6x)
+this module, transport="aiohttp"     374 (1.1x)  1,198 (9.0x)   1,025 (9.0x)
+sync httpx.Client, 32 threads        406 (1.2x)    458 (3.4x)     449 (3.9x)
+=================================  ============  =============  =============
 
-The default httpcore/anyio transport is CPU-bound in the client at a few
-hundred requests/s; aiohttp's C parser and connector do the same work several
-times cheaper (5-7x at c=50..100), and at c=10 it sits at the latency
-ceiling (10 / 20 ms = 500/s). ``transport="httpx"`` stays available as a
-fallback.
+Every async transport is CPU-bound in the client (the endpoint used ~10 % of a
+core). httpcore's pool gets *slower* as concurrency grows (it rescans every
+connection for every queued request) and, without ``sniffio`` installed,
+re-attempts a failed ``import sniffio`` per request; with sniffio it still
+only reached ~400/190/145. aiohttp's C parser and connector cost ~0.9 ms of
+CPU per request including httpx's own request/response handling, so one
+worker process sustains ~1,000 sends/s; the wrapper below costs nothing
+measurable. ``transport="httpx"`` stays available as a fallback.
 
 Exceptions are the same for both transports
 -------------------------------------------
