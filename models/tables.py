@@ -134,6 +134,13 @@ class Message(Base):
     send_at: Mapped[dt.datetime | None]
     expires_at: Mapped[dt.datetime | None]
     lease_until: Mapped[dt.datetime | None]  # a row in 'sending' is owned until then
+    retry_at: Mapped[dt.datetime | None]  # a 'queued' retry waits until then (backoff)
+    parts_sent: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0"
+    )  # of a long text, accepted
+    unknown_resends: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0"
+    )  # at most one
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     sent_at: Mapped[dt.datetime | None]

@@ -16,7 +16,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from providers.accounts import ProviderAccount
@@ -70,10 +70,54 @@ class Settings(BaseSettings):
     max_parts: int = Field(default=10, ge=1, le=255, description="longest text, in parts")
     timezone: str = Field(default="UTC", description="zone of 'Y-m-d H:i' times")
 
+    # --- sending pipeline (seconds unless named otherwise)
+    otp_validity: int = Field(default=600, gt=0, description="an OTP expires after this")
+    default_validity: int = Field(default=86_400, gt=0, description="other messages expire")
+    max_attempts: int = Field(default=10, ge=1, description="claims of one message, at most")
+    retry_base: float = Field(default=1.0, gt=0, description="first backoff on codes 6/7")
+    retry_cap: float = Field(default=60.0, gt=0, description="longest backoff on codes 6/7")
+    throttle_decrease: float = Field(
+        default=0.5, gt=0, lt=1, description="bucket rate factor applied on a code 7"
+    )
+    throttle_recovery: float = Field(
+        default=0.1, gt=0, description="share of the full rate regained per second"
+    )
+    throttle_min_factor: float = Field(default=0.05, gt=0, le=1, description="slowest factor")
+    sending_lease: int = Field(default=120, gt=0, description="a claim is owned this long")
+    unknown_resend_after: int = Field(
+        default=300, gt=0, description="resend an 'unknown' message once, if no report came"
+    )
+    schedule_horizon: int = Field(
+        default=120, gt=0, description="hand scheduled sends to Celery this early (ETA)"
+    )
+    promote_interval: float = Field(default=1.0, gt=0, description="promoter period (beat)")
+    sweep_interval: float = Field(default=15.0, gt=0, description="sweeper period (beat)")
+    requeue_after: int = Field(
+        default=60, gt=0, description="re-enqueue 'queued' rows untouched this long"
+    )
+    visibility_timeout: int = Field(
+        default=3600, gt=0, description="Redis broker: redeliver unacked tasks after this"
+    )
+    batch_size: int = Field(default=500, ge=1, le=10_000, description="messages per task")
+    send_concurrency: int = Field(default=100, ge=1, description="requests in flight per worker")
+
     @field_validator("public_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _eta_within_visibility(self) -> Settings:
+        # A Redis-broker task whose ETA is further away than the visibility
+        # timeout is redelivered again and again; our longest ETA is the
+        # scheduling horizon plus the longest retry countdown.
+        longest_eta = self.schedule_horizon + self.retry_cap
+        if longest_eta >= self.visibility_timeout:
+            raise ValueError(
+                f"SMSQ_SCHEDULE_HORIZON + SMSQ_RETRY_CAP ({longest_eta:g} s) must be shorter "
+                f"than SMSQ_VISIBILITY_TIMEOUT ({self.visibility_timeout} s)"
+            )
+        return self
 
     @property
     def effective_broker_url(self) -> str:

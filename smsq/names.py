@@ -1,0 +1,40 @@
+"""Names shared by the producer, the workers and the operators' tools.
+
+Like ``smsq.settings``, a leaf every package may import. The producer enqueues
+by task *name* (``send_task``), so a web app that only enqueues needs none of
+the worker's code; the names below are the contract between the two.
+"""
+
+from __future__ import annotations
+
+from models.status import MessageKind
+
+# --- Celery queues -----------------------------------------------------------
+# Separate queues, not broker priorities: Redis "priorities" in Celery are
+# approximate, and an OTP must never wait behind a million-recipient campaign.
+QUEUE_OTP = "otp"
+QUEUE_TRANSACTIONAL = "transactional"
+QUEUE_CAMPAIGN = "campaign"
+QUEUES = (QUEUE_OTP, QUEUE_TRANSACTIONAL, QUEUE_CAMPAIGN)
+
+QUEUE_FOR_KIND: dict[str, str] = {
+    MessageKind.OTP: QUEUE_OTP,
+    MessageKind.TRANSACTIONAL: QUEUE_TRANSACTIONAL,
+    MessageKind.CAMPAIGN: QUEUE_CAMPAIGN,
+}
+
+# --- Celery task names -------------------------------------------------------
+TASK_SEND = "smsq.send_messages"  # args: [message ids]
+TASK_START_CAMPAIGN = "smsq.start_campaign"  # args: campaign id
+TASK_PROMOTE = "smsq.promote_scheduled"  # beat
+TASK_SWEEP = "smsq.sweep"  # beat
+
+# --- Redis keys --------------------------------------------------------------
+# Every key smsq writes starts with this prefix, so an operator can list or
+# delete smsq's state without touching the broker's own keys.
+REDIS_PREFIX = "smsq:"
+
+
+def bucket_key(provider: str) -> str:
+    """The token bucket of one provider account (a hash: tokens, ts, factor)."""
+    return f"{REDIS_PREFIX}bucket:{provider}"
