@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import fakeredis
 import pytest
+import redis
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
@@ -25,6 +27,7 @@ from models.sms_text import analyze
 from models.status import MessageKind
 from models.tables import Base, Campaign, Message
 
+REDIS_URL = os.environ.get("SMSQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get("SMSQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_SERVICES = os.environ.get("SMSQ_REQUIRE_SERVICES") == "1"
 
@@ -102,6 +105,35 @@ def engine(db_url: str) -> Iterator[Engine]:
 def session(engine: Engine) -> Iterator[Session]:
     with make_sessionmaker(engine)() as s:
         yield s
+
+
+# --- Redis -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def real_redis_url() -> str:
+    """The URL of a real Redis for this run (database 15 by default, flushed per test)."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        need_service("Redis", exc)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture(params=["fakeredis", pytest.param("redis", marks=pytest.mark.integration)])
+def redis_client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    """A Redis client: fakeredis (with Lua) always, a real Redis when reachable."""
+    if request.param == "fakeredis":
+        client: redis.Redis = fakeredis.FakeRedis()
+    else:
+        client = redis.Redis.from_url(request.getfixturevalue("real_redis_url"))
+        client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
 
 
 # --- factories ---------------------------------------------------------------
