@@ -72,6 +72,7 @@ from typing import Literal
 
 import aiohttp
 import httpx
+from aiohttp import ClientSession
 from httpx_aiohttp import AiohttpTransport
 
 TransportName = Literal["aiohttp", "httpx"]
@@ -154,13 +155,27 @@ class _Body(httpx.AsyncByteStream):
             self._release()
 
 
+class _NoResendAiohttpTransport(AiohttpTransport):
+    """aiohttp's session sends an idempotent request (GET, PUT, ...) a second
+    time when the server closes or resets the connection after reading it. For
+    a panelsms GET that is a second SMS, so the resend is switched off. aiohttp
+    3.14 has no public setting for it; ``_retry_connection`` is the attribute
+    its ``ClientSession._request`` checks (tests/providers/test_http.py catches
+    a change)."""
+
+    def get_client(self) -> ClientSession:
+        session = super().get_client()
+        session._retry_connection = False
+        return session
+
+
 class SmsqAiohttpTransport(httpx.AsyncBaseTransport):
     """httpx-aiohttp's transport with httpx's exception types and a real pool timeout."""
 
     def __init__(self, *, limits: httpx.Limits) -> None:
         if limits.max_connections is None:
             raise ValueError("the aiohttp transport needs a bounded pool (max_connections)")
-        self._inner = AiohttpTransport(limits=limits)
+        self._inner = _NoResendAiohttpTransport(limits=limits)
         self._slots = asyncio.Semaphore(limits.max_connections)
 
     async def _acquire(self, request: httpx.Request, pool: float | None) -> None:

@@ -28,13 +28,6 @@ Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
 
 SHORT_POOL = httpx.Timeout(5.0, pool=0.2)  # make_async_client fixes the pool wait at 5 s
 
-# aiohttp resends an idempotent request (GET) once when the connection is closed
-# or reset after sending it (ClientSession._retry_connection); httpx never does.
-AIOHTTP_RESENDS_GET = pytest.mark.xfail(
-    reason="aiohttp's ClientSession resends a GET once on ServerDisconnected/ClientOSError",
-    strict=True,
-)
-
 
 class LocalServer:
     """An HTTP/1.1 server on 127.0.0.1 that runs ``answer`` after each request.
@@ -170,11 +163,6 @@ async def assert_pool_slot_free(client: httpx.AsyncClient, ok_server: LocalServe
     assert response.text == "OK_1"
 
 
-def _xfail_get_on_aiohttp(request: pytest.FixtureRequest, transport: str, method: str) -> None:
-    if transport == "aiohttp" and method == "GET":
-        request.applymarker(AIOHTTP_RESENDS_GET)
-
-
 # --- 1. nothing listening -------------------------------------------------------
 
 
@@ -197,7 +185,6 @@ async def test_connection_refused_is_connect_error_then_transport_error(
 async def test_close_after_request_is_not_resent_duplicate_sms_regression(
     request: pytest.FixtureRequest, transport: TransportName, method: str, ok_server: LocalServer
 ) -> None:
-    _xfail_get_on_aiohttp(request, transport, method)
     async with (
         LocalServer(close_without_answer) as server,
         make_async_client(timeout=2.0, max_connections=1, transport=transport) as client,
@@ -219,7 +206,6 @@ async def test_close_after_request_is_not_resent_duplicate_sms_regression(
 async def test_reset_after_request_is_read_error_and_not_resent(
     request: pytest.FixtureRequest, transport: TransportName, method: str, ok_server: LocalServer
 ) -> None:
-    _xfail_get_on_aiohttp(request, transport, method)
     async with (
         LocalServer(reset_connection) as server,
         make_async_client(timeout=2.0, max_connections=1, transport=transport) as client,
