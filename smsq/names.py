@@ -38,3 +38,9 @@ REDIS_PREFIX = "smsq:"
 def bucket_key(provider: str) -> str:
     """The token bucket of one provider account (a hash: tokens, ts, factor)."""
     return f"{REDIS_PREFIX}bucket:{provider}"
+
+
+# A marker smsq keeps in the broker's Redis. When it is missing, Redis lost its
+# data (restart without persistence, FLUSHALL) and with it every queued task:
+# the sweeper then re-enqueues all due work from the database.
+BROKER_MARKER_KEY = f"{REDIS_PREFIX}broker-marker"

@@ -1,0 +1,121 @@
+"""A worker's sending context without a broker: the test's database, fakeredis
+buckets, the simulator through MockTransport, and an enqueue that records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import fakeredis
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from models.db import make_sessionmaker
+from providers.accounts import BrandAccount, PanelSmsAccount
+from providers.base import Adapter
+from providers.brand import BrandAdapter
+from providers.panelsms import PanelSmsAdapter
+from providers.simulator import SimConfig, Simulator, mock_transport
+from worker.retry_policy import RetryPolicy
+from worker.sending import SendContext
+from worker.throttle import TokenBucket
+
+
+@dataclass
+class RecordingEnqueue:
+    """Stands in for Celery: keeps what would have been enqueued."""
+
+    calls: list[tuple[list[str], str, float | None]] = field(default_factory=list)
+
+    def __call__(self, ids: list[str], queue: str, countdown: float | None) -> None:
+        self.calls.append((list(ids), queue, countdown))
+
+    @property
+    def ids(self) -> list[str]:
+        return [i for ids, _, _ in self.calls for i in ids]
+
+
+@dataclass
+class Clock:
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+@dataclass
+class Harness:
+    ctx: SendContext
+    sim: Simulator
+    enqueued: RecordingEnqueue
+    clock: Clock
+    buckets: dict[str, TokenBucket]
+    rates: dict[str, tuple[float, int]]
+
+
+@pytest.fixture
+async def harness(engine: Engine) -> AsyncIterator[Harness]:
+    sim = Simulator(SimConfig(seed=1, brand_callback_url=None))
+    store = fakeredis.FakeRedis()
+    rates: dict[str, tuple[float, int]] = {"panel": (10_000, 10_000), "brand": (10_000, 10_000)}
+    buckets: dict[str, TokenBucket] = {}
+
+    def bucket(provider: str) -> TokenBucket:
+        rate, burst = rates[provider]
+        if provider not in buckets or buckets[provider].rate != rate:
+            buckets[provider] = TokenBucket(store, provider, rate=rate, burst=burst)
+        return buckets[provider]
+
+    panel = PanelSmsAccount(
+        adapter="panelsms",
+        name="panel",
+        url="http://sim.test/sendMtSms.php",
+        user="demo@example.com",
+        api_key="demo-panel-key",
+        sender="SMSQ",
+    )
+    brand = BrandAccount(
+        adapter="brand",
+        name="brand",
+        url="http://sim.test/brand/send",
+        key="demo-brand-key",
+        brand_id="SMSQ",
+        max_numbers=500,
+    )
+    adapters: dict[str, Adapter] = {
+        "panel": PanelSmsAdapter(panel, public_url="http://smsq.test"),
+        "brand": BrandAdapter(brand),
+    }
+    enqueued = RecordingEnqueue()
+    clock = Clock()
+    async with httpx.AsyncClient(transport=mock_transport(sim, sleep=False)) as client:
+        ctx = SendContext(
+            sessions=make_sessionmaker(engine),
+            client=client,
+            adapters=adapters,
+            bucket=bucket,
+            enqueue=enqueued,
+            policy=RetryPolicy(base=1.0, cap=60.0, max_attempts=5),
+            lease=120,
+            clock=clock,
+            rng=random.Random(4),
+        )
+        yield Harness(ctx, sim, enqueued, clock, buckets, rates)
+
+
+@pytest.fixture
+def queued(make_message: Callable[..., Any]) -> Callable[..., list[Any]]:
+    """``queued(n, **fields)``: n messages in ``queued``, ready to claim."""
+
+    def factory(n: int = 1, **fields: Any) -> list[Any]:
+        fields.setdefault("status", "queued")
+        return [make_message(**fields) for _ in range(n)]
+
+    return factory

@@ -1,0 +1,193 @@
+"""send_batch: what the provider received and what the rows say afterwards."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.status import CampaignStatus, MessageStatus
+from models.tables import Campaign, Message, MessageEvent
+from worker.sending import send_batch
+
+S = MessageStatus
+
+
+def rows(session: Session, messages: list[Message]) -> list[Message]:
+    session.expire_all()
+    return [m for m in (session.get(Message, x.id) for x in messages) if m is not None]
+
+
+async def test_queued_messages_are_sent_once(
+    harness: Any, queued: Callable[..., list[Message]], session: Session
+) -> None:
+    messages = queued(30)
+    ids = [m.id for m in messages]
+    result = await send_batch(harness.ctx, ids)
+    assert result.claimed == 30 and result.written.sent == 30
+    for row in rows(session, messages):
+        assert row.status == S.SENT
+        assert row.provider_message_id == row.id  # panelsms transactionId is our id
+        assert row.attempts == 1 and row.sent_at is not None and row.lease_until is None
+    # The same task delivered again: nothing to claim, no second request.
+    again = await send_batch(harness.ctx, ids)
+    assert again.claimed == 0
+    stats = harness.sim.stats()
+    assert stats["accepted"] == 30 and stats["duplicates"] == []
+    events = session.scalars(select(MessageEvent.status).where(MessageEvent.message_id == ids[0]))
+    assert list(events) == ["sending", "sent"]
+
+
+async def test_brand_packs_numbers_into_few_requests(
+    harness: Any, queued: Callable[..., list[Message]], session: Session
+) -> None:
+    messages = queued(1200, provider="brand", text="Same text for all")
+    result = await send_batch(harness.ctx, [m.id for m in messages])
+    assert result.written.sent == 1200
+    assert harness.sim.stats()["requests"]["total"] == 3  # 500 + 500 + 200 numbers
+    sms_ids = {r.provider_message_id for r in rows(session, messages)}
+    assert len(sms_ids) == 1200
+
+
+async def test_permanent_error_fails_with_the_code(
+    harness: Any, queued: Callable[..., list[Message]], session: Session
+) -> None:
+    harness.sim.config.patch({"barred_prefixes": ["4915550"]})
+    [message] = queued(1)
+    await send_batch(harness.ctx, [message.id])
+    [row] = rows(session, [message])
+    assert row.status == S.FAILED and row.error_code == 11
+    assert row.error_detail == "Destination barred" and row.finished_at is not None
+    assert harness.enqueued.calls == []
+
+
+async def test_queue_full_is_retried_later_without_holding_the_slot(
+    harness: Any, queued: Callable[..., list[Message]], session: Session
+) -> None:
+    harness.sim.config.patch({"queue_full_ratio": 1.0, "retry_after": 2})
+    [message] = queued(1)
+    await send_batch(harness.ctx, [message.id])
+    [row] = rows(session, [message])
+    assert row.status == S.QUEUED and row.error_code == 6 and row.attempts == 1
+    assert row.retry_at is not None and row.retry_at >= harness.clock.now + dt.timedelta(seconds=2)
+    [(ids, queue, countdown)] = harness.enqueued.calls
+    assert ids == [message.id] and queue == "transactional" and countdown is not None
+    assert countdown >= (row.retry_at - harness.clock.now).total_seconds()
+
+    # Not claimable before retry_at: a duplicate early task sends nothing.
+    assert (await send_batch(harness.ctx, [message.id])).claimed == 0
+    harness.sim.config.patch({"queue_full_ratio": 0.0})
+    harness.clock.advance(countdown)
+    await send_batch(harness.ctx, [message.id])
+    [row] = rows(session, [message])
+    assert row.status == S.SENT and row.attempts == 2
+
+
+async def test_throttled_answer_slows_the_bucket(
+    harness: Any, queued: Callable[..., list[Message]]
+) -> None:
+    harness.sim.config.patch({"rate_limit": 1})
+    messages = queued(3)
+    result = await send_batch(harness.ctx, [m.id for m in messages])
+    assert result.written.retry_codes.get("7", 0) >= 1
+    assert harness.buckets["panel"].state().factor < 1.0
+
+
+async def test_attempt_cap_gives_up_with_the_last_code(
+    harness: Any, queued: Callable[..., list[Message]], session: Session
+) -> None:
+    harness.sim.config.patch({"queue_full_ratio": 1.0})
+    [message] = queued(1, attempts=4)  # the policy allows 5
+    await send_batch(harness.ctx, [message.id])
+    [row] = rows(session, [message])
+    assert row.status == S.FAILED and row.error_code == 6 and row.attempts == 5
+
+
+async def test_validity_passed_means_expired_and_not_sent(
+    harness: Any, queued: Callable[..., list[Message]], session: Session
+) -> None:
+    past = harness.clock.now - dt.timedelta(seconds=1)
+    [message] = queued(1, expires_at=past)
+    result = await send_batch(harness.ctx, [message.id])
+    assert result.expired_unsent == 1 and result.claimed == 0
+    [row] = rows(session, [message])
+    assert row.status == S.EXPIRED
+    assert harness.sim.stats()["requests"]["total"] == 0
+
+
+async def test_a_retry_past_validity_expires(
+    harness: Any, queued: Callable[..., list[Message]], session: Session
+) -> None:
+    harness.sim.config.patch({"queue_full_ratio": 1.0, "retry_after": 30})
+    [message] = queued(1, expires_at=harness.clock.now + dt.timedelta(seconds=10))
+    await send_batch(harness.ctx, [message.id])
+    [row] = rows(session, [message])
+    assert row.status == S.EXPIRED and row.error_code == 6
+
+
+async def test_no_answer_leaves_the_message_unknown(
+    harness: Any, queued: Callable[..., list[Message]], session: Session
+) -> None:
+    harness.sim.config.patch({"hang_ratio": 1.0})
+    [message] = queued(1)
+    await send_batch(harness.ctx, [message.id])
+    [row] = rows(session, [message])
+    assert row.status == S.UNKNOWN and harness.enqueued.calls == []
+    # The one resend, with the same transactionId.
+    harness.sim.config.patch({"hang_ratio": 0.0})
+    result = await send_batch(harness.ctx, [message.id], resend_unknown=True)
+    assert result.written.sent == 1
+    assert harness.sim.stats()["per_transaction"] == {message.id: 1}
+    assert (await send_batch(harness.ctx, [message.id], resend_unknown=True)).claimed == 0
+
+
+async def test_not_before_send_at(harness: Any, queued: Callable[..., list[Message]]) -> None:
+    [message] = queued(1, send_at=harness.clock.now + dt.timedelta(seconds=5))
+    assert (await send_batch(harness.ctx, [message.id])).claimed == 0
+    harness.clock.advance(5)
+    assert (await send_batch(harness.ctx, [message.id])).written.sent == 1
+
+
+async def test_paused_campaign_sends_nothing_and_finishes_when_done(
+    harness: Any,
+    queued: Callable[..., list[Message]],
+    make_campaign: Callable[..., Campaign],
+    session: Session,
+) -> None:
+    campaign = make_campaign(status=CampaignStatus.PAUSED)
+    messages = queued(5, campaign_id=campaign.id, kind="campaign")
+    ids = [m.id for m in messages]
+    assert (await send_batch(harness.ctx, ids)).claimed == 0
+    campaign.status = CampaignStatus.RUNNING
+    session.commit()
+    assert (await send_batch(harness.ctx, ids)).written.sent == 5
+    session.expire_all()
+    done = session.get(Campaign, campaign.id)
+    assert done is not None and done.status == CampaignStatus.FINISHED
+
+
+async def test_no_tokens_soon_enough_gives_rows_back(
+    harness: Any, queued: Callable[..., list[Message]], session: Session
+) -> None:
+    harness.rates["panel"] = (0.1, 2)  # 2 at once, then one every 10 s
+    messages = queued(5)
+    result = await send_batch(harness.ctx, [m.id for m in messages])
+    assert result.written.sent == 2 and result.released == 3
+    statuses = sorted(r.status for r in rows(session, messages))
+    assert statuses == ["queued", "queued", "queued", "sent", "sent"]
+    released = [r for r in rows(session, messages) if r.status == S.QUEUED]
+    assert all(r.attempts == 0 and r.retry_at is not None for r in released)
+    assert sorted(harness.enqueued.ids) == sorted(r.id for r in released)
+
+
+async def test_segments_take_one_token_each(
+    harness: Any, queued: Callable[..., list[Message]]
+) -> None:
+    harness.rates["panel"] = (0.01, 6)
+    messages = queued(3, text="x" * 400)  # 3 parts each: 9 tokens, 6 available
+    result = await send_batch(harness.ctx, [m.id for m in messages])
+    assert result.written.sent == 2 and result.released == 1
+    assert harness.sim.stats()["accepted"] == 6

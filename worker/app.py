@@ -1,0 +1,75 @@
+"""The Celery app: ``celery -A worker.app worker -Q otp,transactional``.
+
+Reliability settings (design notes): tasks are acknowledged late and rejected
+when the worker process dies, so a task in flight is redelivered rather than
+lost (claims make the redelivery harmless); prefetch 1 so an OTP never waits
+behind tasks a busy process has reserved; a visibility timeout longer than any
+ETA we set (checked by ``Settings``); JSON only; no result backend (outcomes
+are in the database).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+from kombu.entity import Queue
+
+from smsq.names import (
+    QUEUE_CAMPAIGN,
+    QUEUE_TRANSACTIONAL,
+    QUEUES,
+    TASK_PROMOTE,
+    TASK_SEND,
+    TASK_START_CAMPAIGN,
+    TASK_SWEEP,
+)
+from smsq.settings import get_settings
+from worker import runtime
+
+
+def make_app() -> Celery:
+    settings = get_settings()
+    celery = Celery("smsq", include=["worker.tasks"])
+    celery.conf.update(
+        broker_url=settings.effective_broker_url,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue=QUEUE_TRANSACTIONAL,
+        task_routes={
+            TASK_START_CAMPAIGN: {"queue": QUEUE_CAMPAIGN},
+            TASK_PROMOTE: {"queue": QUEUE_TRANSACTIONAL},
+            TASK_SWEEP: {"queue": QUEUE_TRANSACTIONAL},
+        },
+        beat_schedule={
+            "promote-scheduled": {"task": TASK_PROMOTE, "schedule": settings.promote_interval},
+            "sweep": {"task": TASK_SWEEP, "schedule": settings.sweep_interval},
+        },
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+    )
+    return celery
+
+
+app = make_app()
+
+
+def _enqueue(ids: list[str], queue: str, countdown: float | None) -> None:
+    app.send_task(TASK_SEND, args=[ids], queue=queue, countdown=countdown)
+
+
+runtime.configure(lambda: _enqueue)
+
+
+@worker_process_init.connect
+def _fresh_resources_after_fork(**_: Any) -> None:
+    runtime.reset_runtime()

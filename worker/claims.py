@@ -1,0 +1,207 @@
+"""Claiming messages before sending them, so a duplicate task never sends twice.
+
+The broker message is only a wake-up call: it may be lost or delivered twice,
+and two workers may hold the same ids. A worker sends only what it claimed
+with one atomic ``UPDATE ... WHERE status = 'queued' ... RETURNING``; on
+PostgreSQL a concurrent claimer blocks on the row lock, re-reads the row, finds
+it ``sending`` and skips it. Claiming counts the attempt and takes a lease: a
+row still ``sending`` after its lease belongs to a worker that died, and the
+sweeper resolves it.
+
+Besides its status a claimable row must be due (``send_at`` and ``retry_at``
+passed: a scheduled message is never sent early, a backoff is honoured), not
+expired, and not in a paused or cancelled campaign.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from models.status import CampaignStatus, EventSource, MessageStatus, sources_of
+from models.tables import Campaign, Message, MessageEvent
+
+S = MessageStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What the worker needs of a claimed message to send it."""
+
+    id: str
+    to: str
+    text: str
+    sender: str | None
+    kind: str
+    provider: str
+    segments: int
+    attempts: int
+    parts_sent: int
+    stop_list: bool
+    flash: bool
+    expires_at: dt.datetime | None
+    campaign_id: str | None
+
+
+_CLAIMED_COLUMNS = (
+    Message.id,
+    Message.to,
+    Message.text,
+    Message.sender,
+    Message.kind,
+    Message.provider,
+    Message.segments,
+    Message.attempts,
+    Message.parts_sent,
+    Message.stop_list,
+    Message.flash,
+    Message.expires_at,
+    Message.campaign_id,
+)
+
+
+def _due(now: dt.datetime) -> list[ColumnElement[bool]]:
+    return [
+        or_(Message.send_at.is_(None), Message.send_at <= now),
+        or_(Message.retry_at.is_(None), Message.retry_at <= now),
+        or_(Message.expires_at.is_(None), Message.expires_at > now),
+        or_(
+            Message.campaign_id.is_(None),
+            Message.campaign_id.in_(
+                select(Campaign.id).where(Campaign.status == CampaignStatus.RUNNING)
+            ),
+        ),
+    ]
+
+
+def claim(
+    session: Session,
+    ids: Sequence[str],
+    *,
+    now: dt.datetime,
+    lease: float,
+    resend_unknown: bool = False,
+) -> list[Claimed]:
+    """Move the claimable ones of ``ids`` to ``sending``; return them.
+
+    ``resend_unknown`` claims ``unknown`` rows instead (the one resend with the
+    same transactionId), each at most once. The caller commits.
+    """
+    if not ids:
+        return []
+    values: dict[str, object] = {
+        "status": S.SENDING,
+        "attempts": Message.attempts + 1,
+        "lease_until": now + dt.timedelta(seconds=lease),
+        "updated_at": now,
+    }
+    if resend_unknown:
+        where: list[ColumnElement[bool]] = [
+            Message.status == S.UNKNOWN,
+            Message.unknown_resends == 0,
+        ]
+        values["unknown_resends"] = Message.unknown_resends + 1
+    else:
+        where = [Message.status == S.QUEUED, *_due(now)]
+    result = session.execute(
+        update(Message)
+        .where(Message.id.in_(list(ids)), *where)
+        .values(values)
+        .returning(*_CLAIMED_COLUMNS)
+    )
+    claimed = [Claimed(**row._asdict()) for row in result]
+    add_events(session, [c.id for c in claimed], S.SENDING, now=now, source=EventSource.WORKER)
+    return claimed
+
+
+def expire_overdue(session: Session, ids: Sequence[str], *, now: dt.datetime) -> list[str]:
+    """Queued messages among ``ids`` whose validity has passed become ``expired``."""
+    if not ids:
+        return []
+    expired = list(
+        session.scalars(
+            update(Message)
+            .where(
+                Message.id.in_(list(ids)),
+                Message.status.in_(sources_of(S.EXPIRED) & {S.QUEUED, S.SCHEDULED}),
+                and_(Message.expires_at.is_not(None), Message.expires_at <= now),
+            )
+            .values(status=S.EXPIRED, updated_at=now, finished_at=now, lease_until=None)
+            .returning(Message.id)
+        )
+    )
+    add_events(
+        session,
+        expired,
+        S.EXPIRED,
+        now=now,
+        source=EventSource.WORKER,
+        detail="validity passed before it could be sent",
+    )
+    return expired
+
+
+def release(
+    session: Session, ids: Sequence[str], *, now: dt.datetime, retry_at: dt.datetime
+) -> list[str]:
+    """Give claimed rows back unsent (the bucket had no tokens for them soon
+    enough, or the provider is paused): ``sending -> queued``. Not an attempt."""
+    if not ids:
+        return []
+    released = list(
+        session.scalars(
+            update(Message)
+            .where(Message.id.in_(list(ids)), Message.status == S.SENDING)
+            .values(
+                status=S.QUEUED,
+                attempts=Message.attempts - 1,
+                lease_until=None,
+                retry_at=retry_at,
+                updated_at=now,
+            )
+            .returning(Message.id)
+        )
+    )
+    add_events(
+        session,
+        released,
+        S.QUEUED,
+        now=now,
+        source=EventSource.WORKER,
+        detail="released unsent: waiting for throttle tokens",
+    )
+    return released
+
+
+def add_events(
+    session: Session,
+    ids: Sequence[str],
+    status: MessageStatus,
+    *,
+    now: dt.datetime,
+    source: EventSource,
+    detail: str | None = None,
+    provider_code: int | None = None,
+) -> None:
+    """One event per id, in one bulk insert."""
+    if not ids:
+        return
+    session.execute(
+        insert(MessageEvent),
+        [
+            {
+                "message_id": mid,
+                "status": status,
+                "source": source,
+                "applied": True,
+                "detail": detail,
+                "provider_code": provider_code,
+                "created_at": now,
+            }
+            for mid in ids
+        ],
+    )

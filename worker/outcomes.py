@@ -1,0 +1,222 @@
+"""Writing what the providers answered, in bulk, and deciding what comes next.
+
+Each outcome becomes one of:
+
+- ``sent`` (accepted; code 3 roaming included, with its note);
+- back to ``queued`` with ``retry_at`` (codes 6 and 7, HTTP 5xx, requests that
+  never left), to be re-enqueued with a countdown: the worker slot is free
+  while it waits;
+- ``expired`` (the validity would pass before the next attempt) or ``failed``
+  (the attempt cap was reached), keeping the last provider code;
+- ``failed`` with the provider's code (every other code);
+- ``unknown`` (no answer, or one we could not read: it may have been sent).
+
+Rows are updated with one executemany per kind, guarded by
+``status IN sources_of(target)`` so a delivery report that overtook the
+worker (``delivered`` before our ``sent``) is never overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Table, bindparam, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from models.status import EventSource, MessageStatus, sources_of
+from models.tables import Message, MessageEvent
+from providers.base import Accepted, Outcome, Rejected
+from providers.errors import OutcomeUnknown, PermanentError, ProviderProtocolError, RetryableError
+from worker.claims import Claimed
+from worker.retry_policy import RetryPolicy, Verdict
+
+S = MessageStatus
+messages: Table = Message.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    message_id: str
+    kind: str
+    countdown: float
+    code: int | None
+
+
+@dataclass
+class Written:
+    """What :func:`record_outcomes` did, for the caller's follow-ups and logs."""
+
+    sent: int = 0
+    failed: int = 0
+    expired: int = 0
+    unknown: int = 0
+    retries: list[Retry] = field(default_factory=list)
+    retry_codes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Change:
+    status: MessageStatus
+    values: dict[str, Any]
+    code: int | None = None
+    detail: str | None = None
+
+
+def record_outcomes(
+    session: Session,
+    results: Sequence[tuple[Claimed, Outcome]],
+    *,
+    now: dt.datetime,
+    policy: RetryPolicy,
+    rng: random.Random | None = None,
+) -> Written:
+    """Apply ``results`` to the rows and their events. The caller commits."""
+    written = Written()
+    changes: dict[str, tuple[Claimed, _Change]] = {}
+    for claimed, outcome in results:
+        change = _decide(claimed, outcome, now=now, policy=policy, rng=rng, written=written)
+        changes[claimed.id] = (claimed, change)
+    current = _current_statuses(session, list(changes))
+    by_status: dict[MessageStatus, list[tuple[str, _Change]]] = {}
+    for mid, (_, change) in changes.items():
+        by_status.setdefault(change.status, []).append((mid, change))
+    events: list[dict[str, Any]] = []
+    for status, items in by_status.items():
+        _bulk_update(session, status, items, now=now)
+        allowed = sources_of(status)
+        for mid, change in items:
+            events.append(
+                {
+                    "message_id": mid,
+                    "status": status,
+                    "source": EventSource.WORKER,
+                    "applied": current.get(mid) in allowed,
+                    "provider_code": change.code,
+                    "detail": change.detail,
+                    "created_at": now,
+                }
+            )
+    if events:
+        session.execute(insert(MessageEvent), events)
+    return written
+
+
+def _decide(
+    claimed: Claimed,
+    outcome: Outcome,
+    *,
+    now: dt.datetime,
+    policy: RetryPolicy,
+    rng: random.Random | None,
+    written: Written,
+) -> _Change:
+    if isinstance(outcome, Accepted):
+        written.sent += 1
+        return _Change(
+            S.SENT,
+            {"provider_message_id": outcome.provider_message_id, "parts_sent": claimed.segments},
+            code=outcome.provider_code,
+            detail=outcome.note,
+        )
+    assert isinstance(outcome, Rejected)
+    error = outcome.error
+    parts_sent = claimed.parts_sent + outcome.parts_sent
+    detail = error.message
+    if isinstance(error, RetryableError):
+        wait = policy.backoff(claimed.attempts, error.retry_after, rng)
+        verdict = policy.decide(
+            attempts=claimed.attempts, wait=wait, now=now, expires_at=claimed.expires_at
+        )
+        code_label = str(error.code) if error.code is not None else type(error).__name__
+        written.retry_codes[code_label] = written.retry_codes.get(code_label, 0) + 1
+        if verdict is Verdict.RETRY:
+            written.retries.append(Retry(claimed.id, claimed.kind, wait, error.code))
+            return _Change(
+                S.QUEUED,
+                {
+                    "retry_at": now + dt.timedelta(seconds=wait),
+                    "error_code": error.code,
+                    "error_detail": detail,
+                    "parts_sent": parts_sent,
+                },
+                code=error.code,
+                detail=f"retry in {wait:.1f} s: {detail}",
+            )
+        if verdict is Verdict.EXPIRE:
+            written.expired += 1
+            return _Change(
+                S.EXPIRED,
+                {"error_code": error.code, "error_detail": detail, "parts_sent": parts_sent},
+                code=error.code,
+                detail=f"validity passes before the next attempt: {detail}",
+            )
+        written.failed += 1
+        return _Change(
+            S.FAILED,
+            {"error_code": error.code, "error_detail": detail, "parts_sent": parts_sent},
+            code=error.code,
+            detail=f"gave up after {claimed.attempts} attempts: {detail}",
+        )
+    if isinstance(error, OutcomeUnknown | ProviderProtocolError):
+        written.unknown += 1
+        return _Change(S.UNKNOWN, {"error_detail": detail, "parts_sent": parts_sent}, detail=detail)
+    assert isinstance(error, PermanentError)
+    written.failed += 1
+    return _Change(
+        S.FAILED,
+        {"error_code": error.code, "error_detail": error.description, "parts_sent": parts_sent},
+        code=error.code,
+        detail=detail,
+    )
+
+
+def _current_statuses(session: Session, ids: list[str]) -> dict[str, str]:
+    rows = session.execute(select(Message.id, Message.status).where(Message.id.in_(ids)))
+    return {mid: status for mid, status in rows}
+
+
+def _bulk_update(
+    session: Session,
+    status: MessageStatus,
+    items: Iterable[tuple[str, _Change]],
+    *,
+    now: dt.datetime,
+) -> None:
+    """One executemany for every row moving to ``status``."""
+    rows = list(items)
+    keys = sorted({k for _, change in rows for k in change.values})
+    params = [
+        {"b_id": mid, **{f"b_{k}": change.values.get(k) for k in keys}} for mid, change in rows
+    ]
+    values: dict[str, Any] = {k: bindparam(f"b_{k}") for k in keys}
+    values.update(status=status, updated_at=now, lease_until=None)
+    if status is S.SENT:
+        values["sent_at"] = now
+    if status in (S.FAILED, S.EXPIRED):
+        values["finished_at"] = now
+    stmt = (
+        update(messages)
+        .where(
+            messages.c.id == bindparam("b_id"),
+            # No IN (...): an expanding parameter cannot go through executemany.
+            or_(*(messages.c.status == source.value for source in sorted(sources_of(status)))),
+        )
+        .values(values)
+    )
+    session.connection().execute(stmt, params)
+    if status is S.SENT:
+        # A report that overtook us left the row 'delivered': keep its status,
+        # but it still needs the provider's id.
+        session.connection().execute(
+            update(messages)
+            .where(
+                messages.c.id == bindparam("b_id"),
+                messages.c.provider_message_id.is_(None),
+            )
+            .values(provider_message_id=bindparam("b_provider_message_id")),
+            params,
+        )

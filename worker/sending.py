@@ -1,0 +1,230 @@
+"""Sending one task's batch of messages: claim, throttle, send, record.
+
+This is a plain async function over a :class:`SendContext`, so it is tested
+without a broker (fakeredis, SQLite, the simulator through MockTransport); the
+Celery task in ``worker.tasks`` only runs it on the process's event loop.
+
+Within a batch, messages with the same provider, text and options form a
+group: the brand adapter packs a group into requests of up to ``max_numbers``
+numbers, the panelsms adapter sends its recipients concurrently. Tokens are
+taken from the provider's shared bucket before each request (one per
+segment); while a group waits for tokens, requests already sent are in
+flight. A group that would wait longer than ``MAX_TOKEN_WAIT`` gives its
+unsent messages back (``queued``, not an attempt) and they are re-enqueued
+with a countdown, so no worker slot is held waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+import structlog
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.status import MessageKind
+from providers.base import Adapter, Outbound, Outcome, Recipient, Rejected
+from providers.errors import Throttled
+from smsq.names import QUEUE_FOR_KIND
+from worker.campaign_progress import finish_campaigns
+from worker.claims import Claimed, claim, expire_overdue, release
+from worker.outcomes import Written, record_outcomes
+from worker.retry_policy import RetryPolicy
+from worker.throttle import TokenBucket
+
+log = structlog.get_logger("smsq.worker")
+
+MAX_TOKEN_WAIT = 5.0  # seconds a batch may wait for tokens before giving rows back
+
+# ids, queue, countdown seconds (None = now)
+Enqueue = Callable[[list[str], str, float | None], None]
+
+
+@dataclass
+class SendContext:
+    """Everything sending needs; one per worker process (``worker.runtime``)."""
+
+    sessions: sessionmaker[Session]
+    client: httpx.AsyncClient
+    adapters: Mapping[str, Adapter]
+    bucket: Callable[[str], TokenBucket]
+    enqueue: Enqueue
+    policy: RetryPolicy
+    lease: float
+    send_concurrency: int = 100
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    rng: random.Random | None = None
+
+
+@dataclass
+class BatchResult:
+    claimed: int = 0
+    released: int = 0
+    expired_unsent: int = 0
+    written: Written = field(default_factory=Written)
+
+
+@dataclass(frozen=True)
+class _GroupKey:
+    provider: str
+    text: str
+    sender: str | None
+    otp: bool
+    stop_list: bool
+    flash: bool
+    validity: int | None
+
+
+async def send_batch(
+    ctx: SendContext, ids: Sequence[str], *, resend_unknown: bool = False
+) -> BatchResult:
+    """Send the messages of ``ids`` that can be claimed; return what happened."""
+    result = BatchResult()
+    now = ctx.clock()
+    with ctx.sessions() as session:
+        if not resend_unknown:
+            result.expired_unsent = len(expire_overdue(session, ids, now=now))
+        claimed = claim(session, ids, now=now, lease=ctx.lease, resend_unknown=resend_unknown)
+        session.commit()
+    result.claimed = len(claimed)
+    if not claimed:
+        return result
+
+    groups: dict[_GroupKey, list[Claimed]] = {}
+    for message in claimed:
+        groups.setdefault(_group_key(message, now), []).append(message)
+    outcomes: list[tuple[Claimed, Outcome]] = []
+    released: list[Claimed] = []
+    waits: list[float] = []
+    await asyncio.gather(
+        *(_send_group(ctx, key, msgs, outcomes, released, waits) for key, msgs in groups.items())
+    )
+
+    with ctx.sessions() as session:
+        later = ctx.clock()
+        if released:
+            retry_at = later + dt.timedelta(seconds=max(waits, default=1.0))
+            release(session, [m.id for m in released], now=later, retry_at=retry_at)
+        result.written = record_outcomes(
+            session, outcomes, now=later, policy=ctx.policy, rng=ctx.rng
+        )
+        finish_campaigns(session, {m.campaign_id for m in claimed if m.campaign_id}, now=later)
+        session.commit()
+    result.released = len(released)
+
+    for (queue, countdown), retry_ids in _retry_batches(result.written).items():
+        ctx.enqueue(retry_ids, queue, countdown)
+    if released:
+        for queue, rel_ids in _by_queue(released).items():
+            ctx.enqueue(rel_ids, queue, max(waits, default=1.0))
+    log.info(
+        "batch sent",
+        claimed=result.claimed,
+        sent=result.written.sent,
+        failed=result.written.failed,
+        unknown=result.written.unknown,
+        retried=len(result.written.retries),
+        released=result.released,
+    )
+    return result
+
+
+def _group_key(message: Claimed, now: dt.datetime) -> _GroupKey:
+    validity = None
+    if message.expires_at is not None and message.kind == MessageKind.OTP:
+        # The network should stop trying once an OTP is useless.
+        validity = max(60, int((message.expires_at - now).total_seconds()) // 60 * 60)
+    return _GroupKey(
+        provider=message.provider,
+        text=message.text,
+        sender=message.sender,
+        otp=message.kind == MessageKind.OTP,
+        stop_list=message.stop_list,
+        flash=message.flash,
+        validity=validity,
+    )
+
+
+def _tokens(message: Claimed) -> int:
+    """One token per segment still to send (a resumed long text skips sent parts)."""
+    return max(1, message.segments - message.parts_sent)
+
+
+async def _send_group(
+    ctx: SendContext,
+    key: _GroupKey,
+    messages: list[Claimed],
+    outcomes: list[tuple[Claimed, Outcome]],
+    released: list[Claimed],
+    waits: list[float],
+) -> None:
+    adapter = ctx.adapters[key.provider]
+    bucket = ctx.bucket(key.provider)
+    per_request = adapter.max_recipients if adapter.max_recipients > 1 else ctx.send_concurrency
+    pending = deque(messages)
+    in_flight: list[asyncio.Task[None]] = []
+    waited = 0.0
+    while pending:
+        window = [pending[i] for i in range(min(per_request, len(pending)))]
+        grant = bucket.acquire(sum(_tokens(m) for m in window), minimum=_tokens(window[0]))
+        if grant.granted == 0:
+            if waited + grant.wait > MAX_TOKEN_WAIT:
+                released.extend(pending)
+                waits.append(grant.wait)
+                break
+            await asyncio.sleep(grant.wait)
+            waited += grant.wait
+            continue
+        take: list[Claimed] = []
+        used = 0
+        while pending and used + _tokens(pending[0]) <= grant.granted:
+            message = pending.popleft()
+            used += _tokens(message)
+            take.append(message)
+        if used < grant.granted:
+            bucket.refund(grant.granted - used)
+        in_flight.append(asyncio.create_task(_send_chunk(ctx, key, take, adapter, outcomes)))
+    await asyncio.gather(*in_flight)
+
+
+async def _send_chunk(
+    ctx: SendContext,
+    key: _GroupKey,
+    messages: list[Claimed],
+    adapter: Adapter,
+    outcomes: list[tuple[Claimed, Outcome]],
+) -> None:
+    outbound = Outbound(
+        text=key.text,
+        recipients=[Recipient(m.id, m.to, first_part=m.parts_sent + 1) for m in messages],
+        sender=key.sender,
+        otp=key.otp,
+        stop_list=key.stop_list,
+        flash=key.flash,
+        validity=key.validity,
+    )
+    results = await adapter.send(outbound, ctx.client)
+    if any(isinstance(r, Rejected) and isinstance(r.error, Throttled) for r in results):
+        ctx.bucket(key.provider).penalize()
+    outcomes.extend(zip(messages, results, strict=True))
+
+
+def _retry_batches(written: Written) -> dict[tuple[str, float], list[str]]:
+    """Retries grouped by queue and a countdown rounded up to whole seconds."""
+    batches: dict[tuple[str, float], list[str]] = {}
+    for retry in written.retries:
+        countdown = float(int(retry.countdown) + 1)
+        batches.setdefault((QUEUE_FOR_KIND[retry.kind], countdown), []).append(retry.message_id)
+    return batches
+
+
+def _by_queue(messages: Sequence[Claimed]) -> dict[str, list[str]]:
+    queues: dict[str, list[str]] = {}
+    for message in messages:
+        queues.setdefault(QUEUE_FOR_KIND[message.kind], []).append(message.id)
+    return queues

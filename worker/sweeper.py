@@ -1,0 +1,154 @@
+"""The sweeper: finds work whose broker message was lost, and stuck rows.
+
+The DB row is the source of truth; a broker message is a wake-up call that
+Redis may lose (a restart without persistence, ``FLUSHALL``). Every
+``SMSQ_SWEEP_INTERVAL`` (Celery beat) the sweeper:
+
+1. **Lost broker state.** smsq keeps a marker key in the broker's Redis. When
+   it is gone, Redis lost its data and every due ``queued`` row is
+   re-enqueued at once (and the marker set again).
+2. **Orphaned queued rows.** A due ``queued`` row untouched for
+   ``SMSQ_REQUEUE_AFTER`` is re-enqueued, but only when its queue is empty:
+   while a queue has backlog (a big campaign draining slowly) its rows are
+   simply waiting their turn, and re-enqueueing them would double the backlog.
+3. **Expired leases.** A row still ``sending`` after its lease belongs to a
+   worker that died mid-send: it may or may not have reached the provider, so
+   it becomes ``unknown`` (never resent blindly).
+4. **Unknown outcomes.** An ``unknown`` row with no delivery report after
+   ``SMSQ_UNKNOWN_RESEND_AFTER`` is resent **once, with the same id**
+   (panelsms ``transactionId``), when its account asks for delivery reports:
+   the absence of a report is then evidence it was not sent. Without reports
+   it stays ``unknown`` for an operator.
+5. **Campaigns.** A running campaign with nothing left to send is finished; one
+   whose start task was lost (messages still ``scheduled`` after its start) is
+   started again.
+
+Every step is idempotent: a duplicate task is harmless because sends are
+claimed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from models.status import CampaignStatus, EventSource, MessageStatus
+from models.tables import Campaign, Message
+from smsq.names import QUEUE_FOR_KIND
+from worker.campaign_progress import finish_campaigns
+from worker.claims import add_events
+
+S = MessageStatus
+
+
+@dataclass
+class SweepPlan:
+    """What the sweep decided; the caller enqueues it."""
+
+    requeue: dict[str, list[str]] = field(default_factory=dict)  # queue -> ids
+    resend_unknown: dict[str, list[str]] = field(default_factory=dict)  # queue -> ids
+    restart_campaigns: list[str] = field(default_factory=list)
+    leases_expired: int = 0
+    broker_lost: bool = False
+
+    @property
+    def requeued(self) -> int:
+        return sum(len(ids) for ids in self.requeue.values())
+
+
+def sweep(
+    session: Session,
+    *,
+    now: dt.datetime,
+    requeue_after: float,
+    unknown_resend_after: float,
+    broker_lost: bool,
+    queue_is_empty: Callable[[str], bool],
+    resend_providers: Iterable[str],
+) -> SweepPlan:
+    """Decide and record one sweep; commits. See the module docstring."""
+    plan = SweepPlan(broker_lost=broker_lost)
+    stale = now - dt.timedelta(seconds=requeue_after)
+
+    # 3. Expired leases: sending -> unknown.
+    lost = list(
+        session.scalars(
+            update(Message)
+            .where(Message.status == S.SENDING, Message.lease_until < now)
+            .values(
+                status=S.UNKNOWN,
+                lease_until=None,
+                updated_at=now,
+                error_detail="worker lost while sending (lease expired)",
+            )
+            .returning(Message.id)
+        )
+    )
+    add_events(
+        session,
+        lost,
+        S.UNKNOWN,
+        now=now,
+        source=EventSource.SWEEPER,
+        detail="lease expired while sending: the outcome is unknown",
+    )
+    plan.leases_expired = len(lost)
+
+    # 1 and 2. Queued rows to wake up again.
+    due = and_(
+        Message.status == S.QUEUED,
+        or_(Message.send_at.is_(None), Message.send_at <= now),
+        or_(Message.retry_at.is_(None), Message.retry_at <= now),
+    )
+    if not broker_lost:
+        due = and_(due, Message.updated_at < stale)
+    candidates = session.execute(select(Message.id, Message.kind).where(due)).all()
+    touched: list[str] = []
+    for mid, kind in candidates:
+        queue = QUEUE_FOR_KIND[kind]
+        if broker_lost or queue_is_empty(queue):
+            plan.requeue.setdefault(queue, []).append(mid)
+            touched.append(mid)
+    for chunk in _chunks(touched, 1000):
+        # Touch them, so the next sweep waits another requeue_after.
+        session.execute(update(Message).where(Message.id.in_(chunk)).values(updated_at=now))
+
+    # 4. Unknown outcomes: resend once, same id, where reports are expected.
+    providers = list(resend_providers)
+    if providers:
+        unknown = session.execute(
+            select(Message.id, Message.kind).where(
+                Message.status == S.UNKNOWN,
+                Message.unknown_resends == 0,
+                Message.provider.in_(providers),
+                Message.updated_at < now - dt.timedelta(seconds=unknown_resend_after),
+            )
+        ).all()
+        for mid, kind in unknown:
+            plan.resend_unknown.setdefault(QUEUE_FOR_KIND[kind], []).append(mid)
+
+    # 5. Campaigns.
+    running = list(
+        session.scalars(select(Campaign.id).where(Campaign.status == CampaignStatus.RUNNING))
+    )
+    finish_campaigns(session, running, now=now)
+    plan.restart_campaigns = list(
+        session.scalars(
+            select(Campaign.id).where(
+                Campaign.status == CampaignStatus.RUNNING,
+                Campaign.started_at < stale,
+                Campaign.id.in_(select(Message.campaign_id).where(Message.status == S.SCHEDULED)),
+            )
+        )
+    )
+    session.commit()
+    return plan
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,116 @@
+"""Celery tasks: thin, each runs a plain function from this package."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import structlog
+
+from providers.accounts import ProviderAccount
+from smsq.names import (
+    QUEUE_CAMPAIGN,
+    QUEUE_FOR_KIND,
+    TASK_PROMOTE,
+    TASK_SEND,
+    TASK_START_CAMPAIGN,
+    TASK_SWEEP,
+)
+from worker.app import app
+from worker.broker import broker_data_lost, queue_depth
+from worker.campaign_progress import queued_batches, start_campaign
+from worker.runtime import get_runtime
+from worker.scheduler import promote_due
+from worker.sending import send_batch
+from worker.sweeper import sweep
+
+log = structlog.get_logger("smsq.worker")
+
+
+@app.task(name=TASK_SEND)
+def send_messages(ids: list[str], resend_unknown: bool = False) -> dict[str, int]:
+    rt = get_runtime()
+    result = rt.run(send_batch(rt.send_context(), ids, resend_unknown=resend_unknown))
+    return {"claimed": result.claimed, "sent": result.written.sent}
+
+
+@app.task(name=TASK_START_CAMPAIGN)
+def start_campaign_task(campaign_id: str) -> int:
+    """Fan a campaign out into send tasks of ``SMSQ_BATCH_SIZE`` ids."""
+    rt = get_runtime()
+    with rt.sessions() as session:
+        if not start_campaign(session, campaign_id, now=rt.now()):
+            return 0
+        batches = 0
+        for ids in queued_batches(session, campaign_id, rt.settings.batch_size):
+            rt.enqueue(ids, QUEUE_CAMPAIGN, None)
+            batches += 1
+    log.info("campaign started", campaign_id=campaign_id, batches=batches)
+    return batches
+
+
+@app.task(name=TASK_PROMOTE)
+def promote_scheduled() -> int:
+    rt = get_runtime()
+    now = rt.now()
+    with rt.sessions() as session:
+        promoted = promote_due(session, now=now, horizon=rt.settings.schedule_horizon)
+    for (kind, send_at), ids in promoted.messages.items():
+        app.send_task(TASK_SEND, args=[ids], queue=QUEUE_FOR_KIND[kind], eta=_eta(send_at, now))
+    for campaign_id, send_at in promoted.campaigns:
+        app.send_task(
+            TASK_START_CAMPAIGN, args=[campaign_id], queue=QUEUE_CAMPAIGN, eta=_eta(send_at, now)
+        )
+    return sum(len(ids) for ids in promoted.messages.values()) + len(promoted.campaigns)
+
+
+def _eta(send_at: dt.datetime | None, now: dt.datetime) -> dt.datetime | None:
+    return send_at if send_at is not None and send_at > now else None
+
+
+@app.task(name=TASK_SWEEP)
+def sweep_task() -> dict[str, int]:
+    rt = get_runtime()
+    broker = rt.broker_redis
+    lost = broker_data_lost(broker) if broker is not None else False
+    with rt.sessions() as session:
+        plan = sweep(
+            session,
+            now=rt.now(),
+            requeue_after=rt.settings.requeue_after,
+            unknown_resend_after=rt.settings.unknown_resend_after,
+            broker_lost=lost,
+            queue_is_empty=lambda q: broker is None or queue_depth(broker, q) == 0,
+            resend_providers=[
+                name for name, acc in rt.settings.providers.items() if _expects_reports(acc)
+            ],
+        )
+    size = rt.settings.batch_size
+    for queue, ids in plan.requeue.items():
+        for start in range(0, len(ids), size):
+            rt.enqueue(ids[start : start + size], queue, None)
+    for queue, ids in plan.resend_unknown.items():
+        for start in range(0, len(ids), size):
+            app.send_task(
+                TASK_SEND,
+                args=[ids[start : start + size]],
+                kwargs={"resend_unknown": True},
+                queue=queue,
+            )
+    for campaign_id in plan.restart_campaigns:
+        app.send_task(TASK_START_CAMPAIGN, args=[campaign_id], queue=QUEUE_CAMPAIGN)
+    if plan.requeued or plan.leases_expired or plan.resend_unknown or plan.restart_campaigns:
+        log.info(
+            "sweep",
+            requeued=plan.requeued,
+            broker_lost=plan.broker_lost,
+            leases_expired=plan.leases_expired,
+            resend_unknown=sum(len(v) for v in plan.resend_unknown.values()),
+            restarted_campaigns=len(plan.restart_campaigns),
+        )
+    return {"requeued": plan.requeued, "leases_expired": plan.leases_expired}
+
+
+def _expects_reports(account: ProviderAccount) -> bool:
+    if account.adapter == "brand":
+        return account.callback_key is not None
+    return account.dlr
