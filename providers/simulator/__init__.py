@@ -17,12 +17,13 @@ from providers.simulator.config import SimConfig
 from providers.simulator.core import Simulator
 from providers.simulator.dlr import DlrDispatcher
 from providers.simulator.mock import mock_transport
-from providers.simulator.server import SimulatorServer, run_in_thread, serve
+from providers.simulator.server import ServerThread, SimulatorServer, run_in_thread, serve
 from providers.simulator.wire import Report, SimRequest, SimResponse
 
 __all__ = [
     "DlrDispatcher",
     "Report",
+    "ServerThread",
     "SimConfig",
     "SimRequest",
     "SimResponse",

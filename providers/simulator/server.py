@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 
@@ -24,9 +24,9 @@ DEFAULT_PORT = 8025  # smsq.settings.SIMULATOR_URL
 GRACEFUL_SHUTDOWN = 2
 
 
-def _config(sim: Simulator, host: str, port: int, app_options: dict[str, Any]) -> uvicorn.Config:
+def _config(app: Any, host: str, port: int) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(sim, **app_options),
+        app,
         host=host,
         port=port,
         log_level="warning",
@@ -41,18 +41,18 @@ def serve(
     sim: Simulator, host: str = "127.0.0.1", port: int = DEFAULT_PORT, **app_options: Any
 ) -> None:
     """Serve ``sim`` until interrupted (blocking)."""
-    uvicorn.Server(_config(sim, host, port, app_options)).run()
+    uvicorn.Server(_config(create_app(sim, **app_options), host, port)).run()
 
 
-class SimulatorServer:
-    """A simulator served in a background thread; ``url`` has the real port."""
+class ServerThread:
+    """Any ASGI app served by uvicorn in a background thread; ``url`` has the
+    real port. smsq's demo and tests serve the API the same way."""
 
-    def __init__(self, sim: Simulator, host: str, port: int, app_options: dict[str, Any]) -> None:
-        self.sim = sim
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
-        self._server = uvicorn.Server(_config(sim, host, port, app_options))
+        self._server = uvicorn.Server(_config(app, host, port))
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="smsq-simulator", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="smsq-server", daemon=True)
         self.url = ""
 
     def _run(self) -> None:
@@ -61,16 +61,16 @@ class SimulatorServer:
         except BaseException as exc:  # uvicorn exits with SystemExit on a bind error
             self._error = exc
 
-    def start(self, timeout: float = 10.0) -> SimulatorServer:
+    def start(self, timeout: float = 10.0) -> Self:
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(
-                    f"simulator did not start on {self.host}: {self._error!r}"
+                    f"server did not start on {self.host}: {self._error!r}"
                     if self._error
-                    else f"simulator did not start on {self.host} within {timeout} s"
+                    else f"server did not start on {self.host} within {timeout} s"
                 )
             time.sleep(0.01)
         port = self._server.servers[0].sockets[0].getsockname()[1]
@@ -83,7 +83,7 @@ class SimulatorServer:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
-    def __enter__(self) -> SimulatorServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -93,6 +93,14 @@ class SimulatorServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class SimulatorServer(ServerThread):
+    """A simulator served in a background thread."""
+
+    def __init__(self, sim: Simulator, host: str, port: int, app_options: dict[str, Any]) -> None:
+        super().__init__(create_app(sim, **app_options), host, port)
+        self.sim = sim
 
 
 def run_in_thread(
