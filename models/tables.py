@@ -180,3 +180,27 @@ class Suppression(Base):
     number: Mapped[str] = mapped_column(String(16), primary_key=True)
     reason: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class OrphanReport(Base):
+    """A delivery report that matched no message yet.
+
+    A brand report is matched by the provider's ``smsID``, which the worker
+    writes only after the provider answered; a fast report can arrive first.
+    It waits here and is applied when the worker stores the id (or by the
+    sweeper), so no report is lost; the sweeper drops ones older than a day.
+    """
+
+    __tablename__ = "orphan_reports"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    adapter: Mapped[str] = mapped_column(String(16))
+    message_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    provider_message_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    accounts: Mapped[str | None] = mapped_column(Text)  # comma-separated; NULL: any
+    status: Mapped[str] = mapped_column(String(16))
+    raw_status: Mapped[str] = mapped_column(String(64))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None]
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -28,8 +28,9 @@ import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.status import MessageKind
-from providers.base import Adapter, Outbound, Outcome, Recipient, Rejected
+from providers.base import Accepted, Adapter, Outbound, Outcome, Recipient, Rejected
 from providers.errors import Throttled
+from providers.report_recording import replay_orphans
 from smsq.names import QUEUE_FOR_KIND
 from worker.campaign_progress import finish_campaigns
 from worker.claims import Claimed, claim, expire_overdue, release
@@ -115,6 +116,14 @@ async def send_batch(
         )
         finish_campaigns(session, {m.campaign_id for m in claimed if m.campaign_id}, now=later)
         session.commit()
+        # Reports that overtook us (matched by the ids we just stored) apply now.
+        accepted = [o for _, o in outcomes if isinstance(o, Accepted)]
+        if accepted:
+            replay_orphans(
+                session,
+                provider_message_ids=[o.provider_message_id for o in accepted],
+                message_ids=[o.message_id for o in accepted],
+            )
     result.released = len(released)
 
     for (queue, countdown), retry_ids in _retry_batches(result.written).items():

@@ -33,11 +33,11 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.status import CampaignStatus, EventSource, MessageStatus
-from models.tables import Campaign, Message
+from models.tables import Campaign, Message, MessageEvent
 from smsq.names import QUEUE_FOR_KIND
 from worker.campaign_progress import finish_campaigns
 from worker.claims import add_events
@@ -126,6 +126,11 @@ def sweep(
                 Message.unknown_resends == 0,
                 Message.provider.in_(providers),
                 Message.updated_at < now - dt.timedelta(seconds=unknown_resend_after),
+                # A report (even one we cannot map) means the provider has it.
+                ~exists().where(
+                    MessageEvent.message_id == Message.id,
+                    MessageEvent.source == EventSource.DLR,
+                ),
             )
         ).all()
         for mid, kind in unknown:

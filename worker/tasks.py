@@ -7,6 +7,7 @@ import datetime as dt
 import structlog
 
 from providers.accounts import ProviderAccount
+from providers.report_recording import drop_old_orphans, replay_orphans
 from smsq.names import (
     QUEUE_CAMPAIGN,
     QUEUE_FOR_KIND,
@@ -24,6 +25,9 @@ from worker.sending import send_batch
 from worker.sweeper import sweep
 
 log = structlog.get_logger("smsq.worker")
+
+# A report for a message we never stored is kept this long, then dropped.
+ORPHAN_REPORT_LIFETIME = dt.timedelta(days=1)
 
 
 @app.task(name=TASK_SEND)
@@ -84,6 +88,9 @@ def sweep_task() -> dict[str, int]:
                 name for name, acc in rt.settings.providers.items() if _expects_reports(acc)
             ],
         )
+    with rt.sessions() as session:
+        replay_orphans(session)
+        drop_old_orphans(session, older_than=rt.now() - ORPHAN_REPORT_LIFETIME)
     size = rt.settings.batch_size
     for queue, ids in plan.requeue.items():
         for start in range(0, len(ids), size):

@@ -91,3 +91,17 @@ def test_campaigns_finish_or_restart(
     assert plan.restart_campaigns == [stalled.id]
     session.expire_all()
     assert session.get(Campaign, done.id).status == CampaignStatus.FINISHED  # type: ignore[union-attr]
+
+
+def test_no_resend_when_the_provider_reported_anything(
+    session: Session, make_message: Callable[..., Message]
+) -> None:
+    from models.status import EventSource
+    from models.transitions import apply_status
+
+    message = make_message(status=S.SENT, updated_at=ago(400))
+    # An unmappable report moved it to unknown: the provider has the message.
+    apply_status(session, message, S.UNKNOWN, source=EventSource.DLR, detail="unmapped 'X'")
+    message.updated_at = ago(400)
+    session.commit()
+    assert run(session).resend_unknown == {}

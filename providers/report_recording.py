@@ -1,0 +1,221 @@
+"""Recording one delivery report against its message.
+
+A plain function of a session and a parsed report (``providers.reports``), so
+the HTTP receiver, a replay tool and tests all share it; nothing here knows
+about HTTP.
+
+Decisions:
+
+- **Matching.** panelsms reports carry our id (``transactionId``), matched on
+  the primary key; brand reports carry the provider's ``smsID``, matched on
+  ``Message.provider_message_id``. The caller may restrict matches to the
+  messages of some provider accounts (``accounts``): the receiver passes the
+  accounts of the report's adapter, for brand only those whose callback key
+  matched. A report for a message of a renamed or removed account is then
+  unmatched. Should two brand accounts ever hand out the same ``smsID``, the
+  newest message wins.
+- **Time.** The event, ``updated_at`` and ``finished_at`` carry the time *we*
+  received the report, not the provider's: provider clocks drift, brand's
+  ``date`` has no zone, and our own events stay in the order they happened.
+  The provider's time stays in the event's ``payload`` (the report as sent:
+  brand's ``date``, panelsms' ``timestamp``).
+- **Every report is an event.** ``apply_status`` moves the row only when the
+  state machine allows it, so a late ``sent`` after ``delivered``, a duplicate,
+  or a ``failed`` after ``delivered`` is kept with ``applied=False`` and the
+  final state sticks. A status we do not know is kept raw (payload and
+  ``detail``) as ``unknown``, which moves a ``sending``/``sent`` row and never
+  a final one.
+- **Orphans.** A report that matches no message is kept in ``orphan_reports``
+  (a brand report can overtake the worker's write of the ``smsID`` it is
+  matched by). :func:`replay_orphans` applies the waiting ones once the worker
+  stored the ids, and the sweeper retries and finally drops them after a day,
+  so a fast report is never lost.
+- **Locking.** The row is read ``FOR UPDATE`` on PostgreSQL. SQLite has no row
+  locks, so the transaction starts with ``BEGIN IMMEDIATE`` (the database's
+  write lock, waited for through the busy timeout): two reports for one
+  message are applied one after the other, never both from the same old
+  status. One commit per report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, delete, or_, select
+from sqlalchemy.orm import Session
+
+from models.status import EventSource, MessageStatus
+from models.tables import Message, OrphanReport
+from models.transitions import apply_status
+from providers.reports import DeliveryReport
+
+S = MessageStatus
+
+# Statuses after which the row's error_code / error_detail say why.
+_FAILURES = frozenset({S.FAILED, S.UNDELIVERED, S.EXPIRED})
+
+
+@dataclass(frozen=True, slots=True)
+class ReportResult:
+    matched: bool  # a message was found; False: nothing was written
+    changed: bool  # its status moved (False: a late or duplicate report, kept as an event)
+    message_id: str | None = None
+    status: MessageStatus | None = None  # the message's status afterwards
+
+
+def record_report(
+    session: Session,
+    report: DeliveryReport,
+    *,
+    raw: dict[str, Any],
+    accounts: Collection[str] | None = None,
+    keep_orphan: bool = True,
+) -> ReportResult:
+    """Apply ``report`` to its message, keep it as an event, and commit.
+
+    ``raw`` is the report as received (without credentials: it is stored).
+    ``accounts`` limits matching to messages sent through those provider
+    accounts; ``None`` matches any.
+    """
+    query = _match(report, accounts)
+    if query is None:
+        return ReportResult(matched=False, changed=False)
+    _lock_for_write(session)
+    message = session.execute(query).scalars().first()
+    if message is None:
+        if keep_orphan:
+            session.add(_orphan(report, raw, accounts))
+        session.commit()  # releases SQLite's write lock
+        return ReportResult(matched=False, changed=False)
+
+    changed = apply_status(
+        session,
+        message,
+        report.status,
+        source=EventSource.DLR,
+        provider_code=report.error_code,
+        detail=_detail(report),
+        payload=raw,
+    )
+    if report.adapter == "panelsms" and message.provider_message_id is None:
+        # A report that overtook the worker's write: panelsms knows the message
+        # by our transactionId, which is what the worker would have stored.
+        message.provider_message_id = report.message_id
+    if changed and report.status in _FAILURES:
+        message.error_code = report.error_code
+        message.error_detail = report.error_detail or _default_failure(report)
+    session.commit()
+    return ReportResult(
+        matched=True, changed=changed, message_id=message.id, status=S(message.status)
+    )
+
+
+def replay_orphans(
+    session: Session,
+    *,
+    provider_message_ids: Collection[str] | None = None,
+    message_ids: Collection[str] | None = None,
+) -> int:
+    """Apply waiting orphan reports whose message now exists; return how many.
+
+    With no ids given, every waiting orphan is tried (the sweeper does that).
+    Applied orphans are deleted; the rest keep waiting.
+    """
+    query = select(OrphanReport).order_by(OrphanReport.id)
+    if provider_message_ids is not None or message_ids is not None:
+        query = query.where(
+            or_(
+                OrphanReport.provider_message_id.in_(list(provider_message_ids or ())),
+                OrphanReport.message_id.in_(list(message_ids or ())),
+            )
+        )
+    orphans = list(session.scalars(query))
+    session.commit()
+    applied = 0
+    for orphan in orphans:
+        report = DeliveryReport(
+            adapter=orphan.adapter,
+            status=S(orphan.status),
+            raw_status=orphan.raw_status,
+            message_id=orphan.message_id,
+            provider_message_id=orphan.provider_message_id,
+            error_code=orphan.error_code,
+            error_detail=orphan.error_detail,
+        )
+        accounts = orphan.accounts.split(",") if orphan.accounts is not None else None
+        result = record_report(
+            session, report, raw=orphan.payload or {}, accounts=accounts, keep_orphan=False
+        )
+        if result.matched:
+            session.execute(delete(OrphanReport).where(OrphanReport.id == orphan.id))
+            session.commit()
+            applied += 1
+    return applied
+
+
+def drop_old_orphans(session: Session, *, older_than: dt.datetime) -> int:
+    """Forget orphans nobody claimed (a report for a message we never sent)."""
+    result = session.execute(delete(OrphanReport).where(OrphanReport.received_at < older_than))
+    session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _orphan(
+    report: DeliveryReport, raw: dict[str, Any], accounts: Collection[str] | None
+) -> OrphanReport:
+    return OrphanReport(
+        adapter=report.adapter,
+        message_id=report.message_id,
+        provider_message_id=report.provider_message_id,
+        accounts=",".join(sorted(accounts)) if accounts is not None else None,
+        status=report.status,
+        raw_status=report.raw_status,
+        error_code=report.error_code,
+        error_detail=report.error_detail,
+        payload=raw,
+    )
+
+
+def _match(report: DeliveryReport, accounts: Collection[str] | None) -> Select[Message] | None:
+    if accounts is not None and not accounts:
+        return None
+    if report.message_id is not None:
+        query = select(Message).where(Message.id == report.message_id)
+    elif report.provider_message_id is not None:
+        query = (
+            select(Message)
+            .where(Message.provider_message_id == report.provider_message_id)
+            .order_by(Message.created_at.desc())
+            .limit(1)
+        )
+    else:
+        return None
+    if accounts is not None:
+        query = query.where(Message.provider.in_(sorted(accounts)))
+    # populate_existing: a row already in this session is re-read under the lock.
+    return query.with_for_update().execution_options(populate_existing=True)
+
+
+def _lock_for_write(session: Session) -> None:
+    """On SQLite, take the write lock before reading (see the module docstring)."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    dbapi = connection.connection.dbapi_connection
+    if dbapi is not None and not getattr(dbapi, "in_transaction", True):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _detail(report: DeliveryReport) -> str | None:
+    if report.status is S.UNKNOWN:
+        unmapped = f"unmapped {report.adapter} status {report.raw_status!r}"
+        return f"{unmapped}: {report.error_detail}" if report.error_detail else unmapped
+    return report.error_detail
+
+
+def _default_failure(report: DeliveryReport) -> str:
+    name = "statusID" if report.adapter == "brand" else "status"
+    return f"delivery report: {report.adapter} {name} {report.raw_status}"
