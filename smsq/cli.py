@@ -143,6 +143,85 @@ def simulator(
     serve(Simulator(config), host=host, port=port)
 
 
+@app.command("api")
+def api(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Serve the HTTP API: delivery-report receivers (/dlr/brand, /dlr/panelsms), /healthz.
+
+    Providers must reach it at SMSQ_PUBLIC_URL.
+
+    Example: [bold]smsq api --host 0.0.0.0 --port 8000[/bold]
+    """
+    import uvicorn
+
+    uvicorn.run(
+        "producer.http.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
+
+
+@app.command("worker")
+def worker(
+    queues: Annotated[
+        str, typer.Option(help="comma-separated: otp, transactional, campaign")
+    ] = "otp,transactional,campaign",
+    concurrency: Annotated[int, typer.Option(help="processes (prefork)")] = 2,
+    loglevel: Annotated[str, typer.Option(help="Celery log level")] = "info",
+) -> None:
+    """Run a Celery worker with smsq's defaults (prefork, acks late, prefetch 1).
+
+    Same as: celery -A worker.app worker -Q QUEUES -c N. Run latency queues and
+    the campaign queue in separate workers so an OTP never waits behind a campaign.
+
+    Example: [bold]smsq worker --queues otp,transactional --concurrency 4[/bold]
+    """
+    from smsq.names import QUEUES
+    from worker.app import app as celery_app
+
+    wanted = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = sorted(set(wanted) - set(QUEUES))
+    if not wanted or unknown:
+        err.print(f"error: --queues: unknown queue(s) {unknown} (known: {', '.join(QUEUES)})")
+        raise typer.Exit(2)
+    celery_app.worker_main(
+        [
+            "worker",
+            "-Q",
+            ",".join(wanted),
+            "-c",
+            str(concurrency),
+            "-P",
+            "prefork",
+            "-l",
+            loglevel,
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@app.command("beat")
+def beat(
+    schedule: Annotated[str, typer.Option(help="file where beat keeps its state")] = (
+        "celerybeat-schedule"
+    ),
+) -> None:
+    """Run Celery beat: the promoter of scheduled sends and the sweeper. Run exactly one.
+
+    Example: [bold]smsq beat[/bold]
+    """
+    from worker.app import app as celery_app
+
+    celery_app.start(["beat", "-s", schedule, "-l", "info"])
+
+
 @app.command("demo")
 def demo() -> None:
     """Run the demo on the embedded default: no database or Redis needed.

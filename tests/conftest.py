@@ -77,6 +77,15 @@ def _truncate(engine: Engine) -> None:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
+@pytest.fixture
+def postgres_url(postgres_database: str) -> Iterator[str]:
+    """The run's PostgreSQL database, emptied after the test."""
+    yield postgres_database
+    engine = make_engine(postgres_database)
+    _truncate(engine)
+    engine.dispose()
+
+
 @pytest.fixture(
     params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)],
 )
@@ -87,11 +96,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
         shutil.copy(sqlite_template, path)
         yield f"sqlite:///{path}"
         return
-    url: str = request.getfixturevalue("postgres_database")
-    yield url
-    engine = make_engine(url)
-    _truncate(engine)
-    engine.dispose()
+    yield request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture

@@ -1,0 +1,132 @@
+--[[
+smsq token bucket: one provider account's send rate, shared by every worker
+process. One atomic call per operation, timed by Redis's own clock (TIME), so
+workers on many hosts neither race nor disagree about the time.
+
+KEYS[1]  the bucket, a hash (smsq.names.bucket_key(provider)):
+           tokens  micro-tokens (1 token = 1e6); negative while in debt
+           ts      Redis time of the last write, microseconds since the epoch
+           factor  AIMD rate factor in parts per million (1e6 = full rate)
+         All three are integers: Lua numbers are doubles, and Redis truncates
+         numbers a script returns, so nothing fractional is kept or returned.
+         A missing key is a full bucket at factor 1.
+
+ARGV[1]  mode: "acquire" | "refund" | "penalize" | "state"
+ARGV[2]  rate, tokens per second at factor 1 (> 0; may be fractional)
+ARGV[3]  burst, whole tokens (>= 1)
+ARGV[4]  decrease: penalize multiplies the factor by this (0 < d < 1)
+ARGV[5]  recovery: factor regained per second, additively (> 0)
+ARGV[6]  min_factor: the factor never goes below this (0 < m <= 1)
+ARGV[7]  n: tokens wanted (acquire) or given back (refund); ignored otherwise
+ARGV[8]  minimum: acquire grants nothing unless this many are available
+         (1 <= minimum <= n); ignored otherwise
+
+Every call first brings the state up to now:
+  factor climbs by recovery per second, capped at 1;
+  tokens += rate * (integral of factor over the elapsed time), capped at burst.
+Then the mode:
+  acquire   available = whole tokens in the bucket. If available >= min(minimum,
+            burst), take max(min(n, available), minimum) tokens. A minimum
+            above burst can never be available, so such a request is granted
+            when the bucket is full and drives it into debt by the difference;
+            later callers wait until the debt is repaid, so the long-run rate
+            still holds. Otherwise take nothing and report the wait until
+            min(minimum, burst) tokens are there at the current effective rate
+            (an upper bound: the factor may recover meanwhile).
+  refund    tokens += n, capped at burst.
+  penalize  factor = max(min_factor, factor * decrease).
+  state     nothing; the key is not written (a read-only view for operators).
+
+Returns {granted, wait_ms, tokens, factor}: tokens granted (acquire, else 0),
+milliseconds to wait (acquire when nothing was granted, else 0), micro-tokens
+and factor ppm after the call.
+
+Resolution: the state is floored to whole micro-tokens and ppm on every write.
+Flooring never lets the rate run fast; a refill smaller than one micro-token
+between two calls is lost, which matters only below ~0.1 token/s with calls
+microseconds apart.
+
+Writes after TIME need effects replication, the default since Redis 5 (and the
+only mode since Redis 7), so no redis.replicate_commands() call.
+]]
+
+local UNIT = 1000000 -- micro-tokens per token, ppm per factor 1, microseconds per second
+
+local key = KEYS[1]
+local mode = ARGV[1]
+local rate = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local decrease = tonumber(ARGV[4])
+local recovery = tonumber(ARGV[5])
+local min_factor = tonumber(ARGV[6])
+local n = tonumber(ARGV[7])
+local minimum = tonumber(ARGV[8])
+
+local function int(x)
+    -- '%.0f', not tostring: no scientific notation may land in Redis
+    return string.format('%.0f', x)
+end
+
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * UNIT + tonumber(clock[2])
+
+local full = burst * UNIT
+local min_ppm = math.floor(min_factor * UNIT + 0.5)
+
+local tokens, factor
+local saved = redis.call('HMGET', key, 'tokens', 'ts', 'factor')
+if saved[1] and saved[2] and saved[3] then
+    tokens = tonumber(saved[1])
+    factor = math.min(UNIT, math.max(min_ppm, tonumber(saved[3])))
+    -- max(0, ...): a failover to a replica whose clock is behind must not drain
+    local elapsed = math.max(0, now - tonumber(saved[2]))
+    -- rate is tokens/s, which is also micro-tokens/us, so refill in micro-tokens
+    -- is rate * integral(factor dt) / UNIT with factor in ppm and dt in us.
+    -- The factor rises linearly (recovery ppm per us) until it reaches 1.
+    local climb = recovery * elapsed
+    local area
+    if factor + climb <= UNIT then
+        area = elapsed * (factor + climb / 2)
+        factor = factor + climb
+    else
+        local rising = (UNIT - factor) / recovery
+        area = rising * (factor + UNIT) / 2 + (elapsed - rising) * UNIT
+        factor = UNIT
+    end
+    tokens = math.min(full, tokens + rate * area / UNIT)
+else
+    tokens = full
+    factor = UNIT
+end
+tokens = math.floor(tokens)
+factor = math.floor(factor)
+
+local granted, wait_ms = 0, 0
+if mode == 'acquire' then
+    local needed = math.min(minimum, burst)
+    local available = math.floor(tokens / UNIT)
+    if available >= needed then
+        granted = math.max(math.min(n, available), minimum)
+        tokens = tokens - granted * UNIT
+    else
+        local per_us = rate * factor / UNIT -- micro-tokens per microsecond
+        wait_ms = math.ceil((needed * UNIT - tokens) / per_us / 1000)
+    end
+elseif mode == 'refund' then
+    tokens = math.min(full, tokens + n * UNIT)
+elseif mode == 'penalize' then
+    factor = math.max(min_ppm, math.floor(factor * decrease))
+elseif mode ~= 'state' then
+    return redis.error_reply('token_bucket: unknown mode ' .. tostring(mode))
+end
+
+if mode ~= 'state' then
+    redis.call('HSET', key, 'tokens', int(tokens), 'ts', int(now), 'factor', int(factor))
+    -- Expire only once an idle bucket is back to what a missing key means (full,
+    -- factor 1): time for the factor to climb back plus time to refill at full
+    -- rate (an upper bound), with a floor of 60 s and a second of margin.
+    local idle_us = (UNIT - factor) / recovery + (full - tokens) / rate
+    redis.call('PEXPIRE', key, int(math.max(60000, math.ceil(idle_us / 1000) + 1000)))
+end
+
+return {granted, wait_ms, tokens, factor}
