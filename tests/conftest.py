@@ -26,10 +26,17 @@ from models.migrate import upgrade
 from models.sms_text import analyze
 from models.status import MessageKind
 from models.tables import Base, Campaign, Message
+from smsq import logs
 
 REDIS_URL = os.environ.get("SMSQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get("SMSQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_SERVICES = os.environ.get("SMSQ_REQUIRE_SERVICES") == "1"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _structured_logs_through_logging() -> None:
+    """structlog through ``logging``, so pytest captures it (and caplog sees it)."""
+    logs.configure(json=False, level="INFO")
 
 
 def need_service(name: str, error: BaseException) -> None:

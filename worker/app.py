@@ -16,6 +16,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 from kombu.entity import Queue
 
+from smsq import logs
 from smsq.names import (
     QUEUE_CAMPAIGN,
     QUEUE_TRANSACTIONAL,
@@ -30,6 +31,7 @@ from worker import runtime
 
 
 def make_app() -> Celery:
+    logs.configure()
     settings = get_settings()
     celery = Celery("smsq", include=["worker.tasks"])
     celery.conf.update(

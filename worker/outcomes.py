@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, or_, select, update
+from sqlalchemy import Table, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.status import EventSource, MessageStatus, sources_of
@@ -210,13 +210,15 @@ def _bulk_update(
     session.connection().execute(stmt, params)
     if status is S.SENT:
         # A report that overtook us left the row 'delivered': keep its status,
-        # but it still needs the provider's id.
+        # but it still gets the provider's id and the time it was sent.
         session.connection().execute(
             update(messages)
-            .where(
-                messages.c.id == bindparam("b_id"),
-                messages.c.provider_message_id.is_(None),
-            )
-            .values(provider_message_id=bindparam("b_provider_message_id")),
+            .where(messages.c.id == bindparam("b_id"))
+            .values(
+                provider_message_id=func.coalesce(
+                    messages.c.provider_message_id, bindparam("b_provider_message_id")
+                ),
+                sent_at=func.coalesce(messages.c.sent_at, literal(now, messages.c.sent_at.type)),
+            ),
             params,
         )

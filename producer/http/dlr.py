@@ -34,10 +34,10 @@ import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from providers.report_recording import record_report
 from producer.http.deps import AppSettings, DbSession
 from producer.http.metrics import DLR_UNMATCHED
 from providers.accounts import BrandAccount, PanelSmsAccount
+from providers.report_recording import record_report
 from providers.reports import ReportError, parse_brand_report, parse_panelsms_report
 from smsq.settings import Settings
 

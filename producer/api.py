@@ -1,0 +1,368 @@
+"""The Python API web apps call: ``from producer.api import send``.
+
+Every call validates first (an :class:`~producer.errors.InvalidField` names
+the field; nothing is written), then commits the message row *with* its first
+status event, and only then enqueues. The row is the source of truth: if the
+broker is down the call still succeeds (the row is ``queued``, the failure is
+logged, the worker's sweeper enqueues it later), and a worker never receives
+an id it cannot find.
+
+Scheduling: a ``send_at`` further than ``SMSQ_SCHEDULE_HORIZON`` away is
+stored as ``scheduled`` and handed to Celery by the worker's promoter shortly
+before; a nearer one is enqueued now with a Celery ETA. Validity (how long an
+unsent message may wait before it expires) counts from ``send_at`` when there
+is one.
+
+The module-level :func:`send` and :func:`submit_campaign` use a default
+:class:`Producer` built from the settings on first use (engine and Celery
+client are made lazily, once per process); :func:`set_default_producer`
+replaces it (tests, or an app with its own engine).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.db import make_engine, make_sessionmaker
+from models.ids import new_id
+from models.status import EventSource, MessageKind, MessageStatus
+from models.tables import Message, Suppression, utcnow
+from models.transitions import apply_status
+from producer.campaigns import CampaignPlan, Ingestion, parse_template
+from producer.enqueue import CeleryEnqueuer, Enqueuer
+from producer.errors import InvalidField
+from producer.receipts import CampaignReceipt, MessageReceipt
+from producer.validation import (
+    check_callback_url,
+    check_idempotency,
+    check_kind,
+    check_sender,
+    check_text,
+    normalize_number,
+    parse_send_at,
+    resolve_provider,
+    resolve_validity,
+)
+from smsq.names import QUEUE_FOR_KIND
+from smsq.settings import Settings, get_settings
+
+log = structlog.get_logger("smsq.producer")
+
+S = MessageStatus
+CAMPAIGN_NAME_MAX = 200  # campaigns.name
+
+
+class Producer:
+    """Validates, writes and enqueues; one per process is plenty (thread-safe)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        enqueuer: Enqueuer,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.enqueuer = enqueuer
+        self.clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> Producer:
+        """A producer on the configured database and broker."""
+        settings = settings or get_settings()
+        engine = make_engine(settings.database_url)
+        return cls(
+            settings,
+            make_sessionmaker(engine),
+            CeleryEnqueuer(settings.effective_broker_url),
+        )
+
+    def close(self) -> None:
+        """Release the database and broker connections (shutdown, tests)."""
+        bind = self.sessions.kw.get("bind")
+        if isinstance(bind, Engine):
+            bind.dispose()
+        close = getattr(self.enqueuer, "close", None)
+        if callable(close):
+            close()
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- one message ---------------------------------------------------------
+
+    def send(
+        self,
+        to: str,
+        text: str,
+        *,
+        sender: str | None = None,
+        kind: str = MessageKind.TRANSACTIONAL,
+        send_at: str | dt.datetime | None = None,
+        provider: str | None = None,
+        callback_url: str | None = None,
+        idempotency_key: str | None = None,
+        validity: int | None = None,
+        stop_list: bool = True,
+        client_id: str = "",
+    ) -> MessageReceipt:
+        """Accept one OTP or transactional SMS; see the module docstring.
+
+        ``stop_list=False`` skips the stop list (an OTP the user just asked
+        for). With an ``idempotency_key`` a repeated call by the same
+        ``client_id`` returns the first call's message, whatever it carried.
+        """
+        settings = self.settings
+        now = self.clock()
+        message_kind = check_kind(kind)
+        number = normalize_number(to, field="to")
+        sms = check_text(text, max_parts=settings.max_parts)
+        when = parse_send_at(send_at, now=now, tz=settings.timezone)
+        account = resolve_provider(provider, settings)
+        seconds = resolve_validity(validity, message_kind, settings)
+        sender = check_sender(sender)
+        callback_url = check_callback_url(callback_url)
+        check_idempotency(client_id, idempotency_key)
+
+        with self.sessions() as session:
+            if idempotency_key is not None:
+                existing = _find_idempotent(session, client_id, idempotency_key)
+                if existing is not None:
+                    return existing
+            if stop_list and session.get(Suppression, number) is not None:
+                target = S.SUPPRESSED
+            elif when is not None and (when - now).total_seconds() > settings.schedule_horizon:
+                target = S.SCHEDULED
+            else:
+                target = S.QUEUED
+            message = Message(
+                id=new_id(),
+                to=number,
+                text=sms.text,
+                sender=sender,
+                kind=message_kind.value,
+                provider=account,
+                status=S.ACCEPTED.value,
+                encoding=sms.encoding.value,
+                segments=sms.segments,
+                stop_list=stop_list,
+                callback_url=callback_url,
+                client_id=client_id,
+                idempotency_key=idempotency_key,
+                send_at=when,
+                expires_at=(when or now) + dt.timedelta(seconds=seconds),
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(message)
+            apply_status(
+                session,
+                message,
+                target,
+                source=EventSource.PRODUCER,
+                detail="on the stop list" if target is S.SUPPRESSED else None,
+                at=now,
+            )
+            try:
+                session.commit()
+            except IntegrityError:
+                # A concurrent call with the same key won the race.
+                session.rollback()
+                if idempotency_key is None:
+                    raise
+                existing = _find_idempotent(session, client_id, idempotency_key)
+                if existing is None:
+                    raise
+                return existing
+        if target is S.QUEUED:
+            self.enqueue([message.id], queue=QUEUE_FOR_KIND[message_kind], eta=when)
+        return MessageReceipt(message.id, target.value, sms.encoding.value, sms.segments)
+
+    # --- a campaign ----------------------------------------------------------
+
+    def submit_campaign(
+        self,
+        name: str,
+        recipients: Iterable[str | Mapping[str, Any]],
+        text: str,
+        *,
+        send_at: str | dt.datetime | None = None,
+        provider: str | None = None,
+        sender: str | None = None,
+        phone_field: str = "phone",
+        validity: int | None = None,
+    ) -> CampaignReceipt:
+        """Ingest a campaign: ``recipients`` are numbers, or rows of fields.
+
+        ``text`` is a template (``"Hi {name}"``) filled from each row; a row
+        of fields carries its number in ``phone_field``. The recipients are
+        streamed (read once, in chunks; sending starts before the end). Row
+        numbers in the receipt are 1-based positions in ``recipients``.
+
+        Statuses: ``running`` when sending now or within the scheduling
+        horizon; ``scheduled`` (with its messages ``scheduled``, no send
+        tasks: the worker's promoter starts it) when ``send_at`` is further;
+        ``finished`` at once when there is nothing to send (every row
+        rejected or stop-listed). Details in :mod:`producer.campaigns`.
+        """
+        settings = self.settings
+        now = self.clock()
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidField("name", "must be a non-empty string")
+        if len(name) > CAMPAIGN_NAME_MAX:
+            raise InvalidField("name", f"at most {CAMPAIGN_NAME_MAX} characters, got {len(name)}")
+        if isinstance(recipients, (str, bytes, Mapping)):
+            raise InvalidField("recipients", "must be an iterable of numbers or of rows")
+        if not isinstance(phone_field, str) or not phone_field:
+            raise InvalidField("phone_field", "must be a non-empty string")
+        template = parse_template(text, max_parts=settings.max_parts)
+        when = parse_send_at(send_at, now=now, tz=settings.timezone)
+        account = resolve_provider(provider, settings)
+        sender = check_sender(sender)
+        seconds = resolve_validity(validity, MessageKind.CAMPAIGN, settings)
+        plan = CampaignPlan(
+            campaign_id=new_id(),
+            name=name,
+            template=template,
+            provider=account,
+            sender=sender,
+            send_at=when,
+            scheduled=when is not None and (when - now).total_seconds() > settings.schedule_horizon,
+            expires_at=(when or now) + dt.timedelta(seconds=seconds),
+            now=now,
+            max_parts=settings.max_parts,
+            batch_size=settings.batch_size,
+            phone_field=phone_field,
+            queue=QUEUE_FOR_KIND[MessageKind.CAMPAIGN],
+        )
+
+        def enqueue(ids: list[str], eta: dt.datetime | None) -> bool:
+            return self.enqueue(ids, queue=plan.queue, eta=eta)
+
+        with self.sessions() as session:
+            receipt = Ingestion(session, plan, enqueue).run(recipients)
+        log.info(
+            "campaign submitted",
+            campaign_id=receipt.campaign_id,
+            status=receipt.status,
+            accepted=receipt.accepted,
+            rejected=receipt.rejected,
+            suppressed=receipt.suppressed,
+        )
+        return receipt
+
+    # --- the broker ----------------------------------------------------------
+
+    def enqueue(self, ids: list[str], *, queue: str, eta: dt.datetime | None = None) -> bool:
+        """Publish committed ids; never raises (the sweeper covers a failure)."""
+        try:
+            if self.enqueuer.send_messages(ids, queue=queue, eta=eta):
+                return True
+        except Exception as exc:
+            # An enqueuer should not raise (CeleryEnqueuer does not), but the
+            # rows are committed either way: log, and let the sweeper send them.
+            log.error(
+                "enqueue raised; the sweeper will re-enqueue",
+                queue=queue,
+                messages=len(ids),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        return False
+
+
+def _find_idempotent(session: Session, client_id: str, key: str) -> MessageReceipt | None:
+    row = session.execute(
+        select(Message.id, Message.status, Message.encoding, Message.segments).where(
+            Message.client_id == client_id, Message.idempotency_key == key
+        )
+    ).first()
+    return None if row is None else MessageReceipt(row.id, row.status, row.encoding, row.segments)
+
+
+# --- the process-wide default ------------------------------------------------
+
+_default: Producer | None = None
+_default_lock = threading.Lock()
+
+
+def default_producer() -> Producer:
+    """The producer the module-level functions use, built on first use."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Producer.from_settings()
+    return _default
+
+
+def set_default_producer(producer: Producer | None) -> None:
+    """Replace the default producer; None builds a fresh one on next use."""
+    global _default
+    with _default_lock:
+        _default = producer
+
+
+def send(
+    to: str,
+    text: str,
+    *,
+    sender: str | None = None,
+    kind: str = MessageKind.TRANSACTIONAL,
+    send_at: str | dt.datetime | None = None,
+    provider: str | None = None,
+    callback_url: str | None = None,
+    idempotency_key: str | None = None,
+    validity: int | None = None,
+    stop_list: bool = True,
+    client_id: str = "",
+) -> MessageReceipt:
+    """:meth:`Producer.send` on the default producer."""
+    return default_producer().send(
+        to,
+        text,
+        sender=sender,
+        kind=kind,
+        send_at=send_at,
+        provider=provider,
+        callback_url=callback_url,
+        idempotency_key=idempotency_key,
+        validity=validity,
+        stop_list=stop_list,
+        client_id=client_id,
+    )
+
+
+def submit_campaign(
+    name: str,
+    recipients: Iterable[str | Mapping[str, Any]],
+    text: str,
+    *,
+    send_at: str | dt.datetime | None = None,
+    provider: str | None = None,
+    sender: str | None = None,
+    phone_field: str = "phone",
+    validity: int | None = None,
+) -> CampaignReceipt:
+    """:meth:`Producer.submit_campaign` on the default producer."""
+    return default_producer().submit_campaign(
+        name,
+        recipients,
+        text,
+        send_at=send_at,
+        provider=provider,
+        sender=sender,
+        phone_field=phone_field,
+        validity=validity,
+    )

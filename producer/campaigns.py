@@ -1,0 +1,459 @@
+"""Campaign ingestion: a stream of recipients in, message rows and send tasks out.
+
+Built for a million rows: the recipients are read once, lazily, never held in
+memory; per row there is only Python validation (the E.164 fast path of
+``producer.numbers``, ``str.format_map``, ``models.sms_text.analyze``), no
+ORM object and no query. Every :data:`INSERT_CHUNK` accepted rows the chunk
+goes to a writer thread, which checks it against the stop list (one query),
+writes it in bulk with one event per message (``producer.bulk``: ``COPY`` on
+PostgreSQL, Core ``executemany`` elsewhere) and commits, while the next chunk
+is being read. Once a chunk is committed its ids are enqueued, one send task
+per ``SMSQ_BATCH_SIZE`` ids, so sending starts while the file is still being
+read.
+
+What a row becomes:
+
+- a **message** (``accepted`` in the receipt): ``queued`` (sent now, or with
+  an ETA when ``send_at`` is within the scheduling horizon), ``scheduled``
+  (``send_at`` further away: the worker starts the campaign), or
+  ``suppressed`` (the number is on the stop list: recorded, never sent);
+- a **rejected row** (no message): a bad number, a missing template field, a
+  text too long once filled in, or a number already in an earlier row
+  ("duplicate of row N": a number is sent once per campaign). The first
+  :data:`MAX_ERRORS` rejected rows are reported with their row number.
+
+Memory per distinct number is one dict entry (number as an int -> first row),
+about 100 bytes: ~100 MB for a million recipients.
+
+Two rules keep the worker from finishing or starting a campaign that is still
+being read (the worker finishes a ``running`` campaign once none of its
+messages is pending, and the promoter starts a ``scheduled`` one):
+
+- the first message written stays ``accepted`` -- pending, never enqueued --
+  until the last chunk is in, and then moves to its real status;
+- a scheduled campaign is ``draft`` while it is read, ``scheduled`` after.
+
+A campaign with nothing to send (every row rejected, or every accepted number
+on the stop list, or no rows) is ``finished`` at once, with ``finished_at``;
+its counts say why. It is not ``cancelled``: nobody cancelled it. A campaign
+whose reading fails midway (the iterable raises: a broken upload, a database
+error) is ``cancelled`` and the error re-raised: its written rows stay, but
+the worker claims none of them, since a retried upload would send them twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import string
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from models.ids import new_id
+from models.sms_text import Encoding, SmsText, TextError, TextTooLong, analyze
+from models.status import CampaignStatus, EventSource, MessageStatus
+from models.tables import Campaign, Message
+from models.transitions import apply_status
+from producer.bulk import SUPPRESSED_DETAIL, Row, Shared, writer_for
+from producer.errors import InvalidField
+from producer.numbers import normalize_number
+from producer.receipts import CampaignReceipt, RejectedRow
+from producer.validation import storage_problem, text_reason
+
+log = structlog.get_logger("smsq.producer")
+
+INSERT_CHUNK = 1000  # rows per bulk insert and commit
+MAX_ERRORS = 100  # rejected rows reported in the receipt
+VALUE_SHOWN = 100  # characters of a rejected value kept in the report
+
+S = MessageStatus
+_GSM7 = Encoding.GSM7
+
+# --- templates ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A campaign text with ``{name}`` fields filled from each recipient row."""
+
+    text: str
+    fields: tuple[str, ...]
+
+    def render(self, values: Mapping[str, Any]) -> str:
+        """The text for one row; KeyError(name) when a field is missing or None."""
+        for name in self.fields:
+            if values.get(name) is None:
+                raise KeyError(name)
+        return self.text.format_map(values)
+
+
+def parse_template(text: str, *, max_parts: int) -> Template:
+    """Check a template up front; only simple ``{name}`` fields are allowed.
+
+    Attribute and index access (``{a.b}``, ``{a[0]}``), positional fields
+    (``{}``, ``{0}``), conversions and format specs are refused: a template
+    comes from a user, and ``str.format`` would otherwise walk attributes of
+    the row objects. ``{{`` and ``}}`` are literal braces. A text too long
+    even with every field empty is refused here instead of on every row.
+    """
+    if not isinstance(text, str):
+        raise InvalidField("text", f"must be a string, not {type(text).__name__}")
+    problem = storage_problem(text)
+    if problem is not None:
+        raise InvalidField("text", problem)
+    fields: dict[str, None] = {}
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise InvalidField(
+            "text", f"not a valid template: {exc} (write {{{{ and }}}} for a literal brace)"
+        ) from None
+    for _literal, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not name or name.isdigit():
+            raise InvalidField("text", "positional field {} not allowed: name it, e.g. {name}")
+        if not name.isidentifier():
+            raise InvalidField(
+                "text",
+                f"template field {{{name}}} is not a simple name "
+                "(attribute and index access are not allowed)",
+            )
+        if spec or conversion:
+            raise InvalidField(
+                "text",
+                f"template field {{{name}}}: only {{{name}}} is allowed, no format or !conversion",
+            )
+        fields[name] = None
+    template = Template(text, tuple(fields))
+    skeleton = template.text.format_map(dict.fromkeys(template.fields, ""))
+    try:
+        analyze(skeleton, max_parts=max_parts)
+    except TextTooLong as exc:
+        raise InvalidField("text", text_reason(exc)) from exc
+    except TextError:
+        if not template.fields:  # empty text, nothing to fill in
+            raise InvalidField("text", "must not be empty") from None
+    return template
+
+
+# --- the ingestion -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignPlan:
+    """The validated, campaign-wide part of a submission."""
+
+    campaign_id: str
+    name: str
+    template: Template
+    provider: str
+    sender: str | None
+    send_at: dt.datetime | None
+    scheduled: bool  # send_at beyond the scheduling horizon
+    expires_at: dt.datetime
+    now: dt.datetime
+    max_parts: int
+    batch_size: int
+    phone_field: str
+    queue: str
+
+
+Enqueue = Callable[[list[str], dt.datetime | None], object]
+Pending = tuple[str, str, str, int]  # number, text, encoding, segments
+
+
+class Ingestion:
+    """One pass over the recipients; see the module docstring.
+
+    Reading and checking rows (this thread) overlaps with writing the
+    previous chunk (one writer thread, the only user of the session until
+    the end): on PostgreSQL the server works while Python prepares the next
+    thousand rows. At most one chunk is in flight; its ids are enqueued here,
+    after its commit, when the next chunk is handed over.
+    """
+
+    def __init__(self, session: Session, plan: CampaignPlan, enqueue: Enqueue) -> None:
+        self.session = session
+        self.plan = plan
+        self.enqueue = enqueue
+        self.writer = writer_for(
+            session,
+            Shared(
+                campaign_id=plan.campaign_id,
+                provider=plan.provider,
+                sender=plan.sender,
+                send_at=plan.send_at,
+                expires_at=plan.expires_at,
+                now=plan.now,
+            ),
+        )
+        self.initial_status = CampaignStatus.DRAFT if plan.scheduled else CampaignStatus.RUNNING
+        self.row_status = S.SCHEDULED if plan.scheduled else S.QUEUED
+        # Reading side (this thread).
+        self.seen: dict[int, int] = {}  # number (digits as int) -> first row
+        self.pending: list[Pending] = []
+        self.accepted = 0
+        self.written = 0  # accepted rows committed
+        self.rejected = 0
+        self.errors: list[RejectedRow] = []
+        self.to_enqueue: list[str] = []
+        # Writing side (the writer thread while chunks are in flight).
+        self.created = False
+        self.suppressed = 0
+        self.held: tuple[str, MessageStatus] | None = None  # the first message, kept accepted
+        self._executor: ThreadPoolExecutor | None = None
+        self._in_flight: Future[tuple[list[str], int]] | None = None
+
+    def run(self, recipients: Iterable[str | Mapping[str, Any]]) -> CampaignReceipt:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="smsq-ingest")
+        try:
+            self._read(recipients)
+            self._hand_over()
+            self._collect()
+        except BaseException:
+            self._abandon()
+            raise
+        finally:
+            self._executor.shutdown()
+        return self._finish()
+
+    def _read(self, recipients: Iterable[str | Mapping[str, Any]]) -> None:
+        plan = self.plan
+        template = plan.template
+        static: SmsText | None = None
+        if not template.fields:
+            static = analyze(template.text.format_map({}), max_parts=plan.max_parts)
+        phone_field = plan.phone_field
+        max_parts = plan.max_parts
+        seen = self.seen
+        pending = self.pending
+        reject = self._reject
+        normalize = normalize_number
+        render = template.render
+
+        for row_no, row in enumerate(recipients, 1):
+            values: Mapping[str, Any]
+            if type(row) is str:
+                raw: Any = row
+                values = {phone_field: row}
+            elif isinstance(row, Mapping):
+                raw = row.get(phone_field)
+                values = row
+            else:
+                reject(row_no, repr(row), "not a phone number or a mapping of fields")
+                continue
+            if raw is None:
+                reject(row_no, "", f"missing phone field {phone_field!r}")
+                continue
+            try:
+                number = normalize(raw, field=phone_field)
+            except InvalidField as exc:
+                reject(row_no, str(raw), exc.reason)
+                continue
+            key = int(number[1:])
+            first = seen.get(key)
+            if first is not None:
+                reject(row_no, raw, f"duplicate of row {first}")
+                continue
+            if static is not None:
+                sms = static
+            else:
+                try:
+                    body = render(values)
+                except KeyError as exc:
+                    reject(row_no, raw, f"missing template field {exc.args[0]!r}")
+                    continue
+                problem = storage_problem(body)
+                if problem is not None:
+                    reject(row_no, raw, f"text {problem}")
+                    continue
+                try:
+                    sms = analyze(body, max_parts=max_parts)
+                except TextError as exc:
+                    reject(row_no, raw, text_reason(exc))
+                    continue
+            seen[key] = row_no
+            pending.append(
+                (number, sms.text, "gsm7" if sms.encoding is _GSM7 else "ucs2", len(sms.parts))
+            )
+            if len(pending) >= INSERT_CHUNK:
+                self._hand_over()
+
+    def _reject(self, row: int, value: str, reason: str) -> None:
+        self.rejected += 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(RejectedRow(row, value[:VALUE_SHOWN], reason))
+
+    # --- between the threads ---------------------------------------------------
+
+    def _hand_over(self) -> None:
+        """Give the pending rows to the writer, after the previous chunk is in."""
+        if not self.pending:
+            return
+        chunk = self.pending.copy()
+        self.pending.clear()  # in place: _read() holds this list
+        self.accepted += len(chunk)
+        self._collect()
+        assert self._executor is not None
+        self._in_flight = self._executor.submit(
+            self._write_chunk, chunk, self.accepted, self.rejected
+        )
+
+    def _collect(self) -> None:
+        """Wait for the chunk in flight (re-raising its error); enqueue its ids."""
+        if self._in_flight is None:
+            return
+        future, self._in_flight = self._in_flight, None
+        queued, self.written = future.result()
+        if not self.plan.scheduled:
+            self.to_enqueue.extend(queued)
+            self._enqueue_batches(final=False)
+
+    def _abandon(self) -> None:
+        """Reading or writing failed: cancel what was written, so none of a
+        half-read list is sent (a retried upload would send it twice)."""
+        if self._in_flight is not None:
+            future, self._in_flight = self._in_flight, None
+            wait([future])
+            if future.exception() is None:
+                self.written = future.result()[1]
+        if not self.created:
+            return
+        try:
+            self.session.rollback()
+            self.session.execute(
+                update(Campaign)
+                .where(Campaign.id == self.plan.campaign_id)
+                .values(
+                    status=CampaignStatus.CANCELLED.value,
+                    finished_at=self.plan.now,
+                    accepted=self.written,
+                    rejected=self.rejected,
+                )
+            )
+            self.session.commit()
+        except Exception:
+            log.exception(
+                "could not cancel a failed campaign ingestion", campaign_id=self.plan.campaign_id
+            )
+
+    # --- the writer thread -----------------------------------------------------
+
+    def _write_chunk(
+        self, chunk: list[Pending], accepted: int, rejected: int
+    ) -> tuple[list[str], int]:
+        """Insert one chunk with its events and the running counts; commit.
+
+        Returns the ids to enqueue, and the accepted count now committed.
+        """
+        session = self.session
+        if not self.created:
+            self._create_campaign(self.initial_status, accepted=0, rejected=0)
+        stopped = self.writer.stop_listed(session, [p[0] for p in chunk])
+        row_status = self.row_status.value
+        suppressed = S.SUPPRESSED.value
+        rows: list[Row] = []
+        queued: list[str] = []
+        for number, text, encoding, segments in chunk:
+            mid = new_id()
+            status = suppressed if number in stopped else row_status
+            if self.held is None:
+                # Keeps the campaign pending until the last chunk is in.
+                self.held = (mid, S(status))
+                status = S.ACCEPTED.value
+            elif status == S.QUEUED:
+                queued.append(mid)
+            rows.append((mid, number, text, encoding, segments, status))
+        self.suppressed += len(stopped)
+        self.writer.write(session, rows)
+        session.execute(
+            update(Campaign)
+            .where(Campaign.id == self.plan.campaign_id)
+            .values(accepted=accepted, rejected=rejected)
+        )
+        session.commit()
+        return queued, accepted
+
+    # --- the end ---------------------------------------------------------------
+
+    def _enqueue_batches(self, *, final: bool) -> None:
+        size = self.plan.batch_size
+        eta = self.plan.send_at
+        while len(self.to_enqueue) >= size or (final and self.to_enqueue):
+            batch, self.to_enqueue = self.to_enqueue[:size], self.to_enqueue[size:]
+            self.enqueue(batch, eta)
+
+    def _create_campaign(self, status: CampaignStatus, *, accepted: int, rejected: int) -> None:
+        plan = self.plan
+        started = status is CampaignStatus.RUNNING
+        self.session.execute(
+            insert(Campaign).values(
+                id=plan.campaign_id,
+                name=plan.name,
+                text=plan.template.text,
+                provider=plan.provider,
+                sender=plan.sender,
+                status=status.value,
+                send_at=plan.send_at,
+                accepted=accepted,
+                rejected=rejected,
+                created_at=plan.now,
+                started_at=(plan.send_at or plan.now) if started else None,
+                finished_at=plan.now if status is CampaignStatus.FINISHED else None,
+            )
+        )
+        self.created = True
+
+    def _finish(self) -> CampaignReceipt:
+        """Release the held message, store totals and the final status; commit."""
+        plan, session = self.plan, self.session
+        if self.accepted == self.suppressed:
+            final = CampaignStatus.FINISHED  # nothing to send
+        elif plan.scheduled:
+            final = CampaignStatus.SCHEDULED
+        else:
+            final = CampaignStatus.RUNNING
+        if not self.created:
+            self._create_campaign(final, accepted=self.accepted, rejected=self.rejected)
+        else:
+            if self.held is not None:
+                held_id, held_status = self.held
+                apply_status(
+                    session,
+                    session.get_one(Message, held_id),
+                    held_status,
+                    source=EventSource.PRODUCER,
+                    detail=SUPPRESSED_DETAIL if held_status is S.SUPPRESSED else None,
+                    at=plan.now,
+                )
+                if held_status is S.QUEUED:
+                    self.to_enqueue.append(held_id)
+            campaign = update(Campaign).where(Campaign.id == plan.campaign_id)
+            session.execute(campaign.values(accepted=self.accepted, rejected=self.rejected))
+            if final is not self.initial_status:
+                # Only from the status we set: an operator may have paused or
+                # cancelled the campaign while it was being read.
+                session.execute(
+                    campaign.where(Campaign.status == self.initial_status.value).values(
+                        status=final.value,
+                        finished_at=plan.now if final is CampaignStatus.FINISHED else None,
+                    )
+                )
+        session.commit()
+        current = session.scalar(select(Campaign.status).where(Campaign.id == plan.campaign_id))
+        if not plan.scheduled:
+            self._enqueue_batches(final=True)
+        return CampaignReceipt(
+            campaign_id=plan.campaign_id,
+            accepted=self.accepted,
+            rejected=self.rejected,
+            errors=self.errors,
+            suppressed=self.suppressed,
+            status=current or final.value,
+        )

@@ -1,0 +1,64 @@
+"""Structured logs (structlog) routed through the standard ``logging`` module.
+
+JSON lines in production (``SMSQ_LOG_JSON=1``), readable key=value lines in a
+terminal. Going through ``logging`` means one level setting and one handler
+for our logs, Celery's, uvicorn's and SQLAlchemy's, and lets tests capture
+them. A leaf like ``smsq.settings``: any package may call :func:`configure`.
+Messages never carry credentials, API keys or OTP texts: callers log ids,
+statuses and codes, not message bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import structlog
+
+_configured = False
+
+
+def configure(*, json: bool | None = None, level: str | None = None) -> None:
+    """Set up structlog and the root handler once per process."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    if json is None:
+        json = os.environ.get("SMSQ_LOG_JSON", "") not in ("", "0", "false")
+    level = level or os.environ.get("SMSQ_LOG_LEVEL", "INFO")
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=shared,
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # httpx logs every request URL at INFO; a GET URL can carry a provider key.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -1,0 +1,390 @@
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import redis
+import structlog
+from sqlalchemy import Engine, event, func, select
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+
+from models.db import make_sessionmaker
+from models.sms_text import analyze
+from models.tables import Message, MessageEvent, Suppression
+from producer import api
+from producer.api import Producer
+from producer.enqueue import CeleryEnqueuer
+from producer.errors import InvalidField
+from smsq.settings import Settings
+
+NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
+HORIZON = 120
+
+
+@dataclass
+class Call:
+    ids: list[str]
+    queue: str
+    eta: dt.datetime | None
+    # What a worker would find at that moment, read in a new session:
+    # id -> (status, [event statuses]).
+    visible: dict[str, tuple[str, list[str]]]
+
+
+@dataclass
+class RecordingEnqueuer:
+    """Records what would have been enqueued, and what the DB showed then."""
+
+    sessions: sessionmaker[Session]
+    calls: list[Call] = field(default_factory=list)
+
+    def send_messages(self, ids: list[str], *, queue: str, eta: dt.datetime | None = None) -> bool:
+        with self.sessions() as session:
+            rows = session.execute(select(Message.id, Message.status).where(Message.id.in_(ids)))
+            visible = {mid: (status, _events(session, mid)) for mid, status in rows}
+        self.calls.append(Call(list(ids), queue, eta, visible))
+        return True
+
+    def start_campaign(self, campaign_id: str, *, eta: dt.datetime | None = None) -> bool:
+        raise AssertionError("the producer never starts a campaign itself")
+
+
+class FailingEnqueuer:
+    """A broker that is down, reported the rude way: by raising."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def send_messages(self, ids: list[str], *, queue: str, eta: dt.datetime | None = None) -> bool:
+        self.attempts += 1
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    def start_campaign(self, campaign_id: str, *, eta: dt.datetime | None = None) -> bool:
+        raise ConnectionError("down")
+
+
+def _events(session: Session, message_id: str) -> list[str]:
+    return list(
+        session.scalars(
+            select(MessageEvent.status)
+            .where(MessageEvent.message_id == message_id)
+            .order_by(MessageEvent.id)
+        )
+    )
+
+
+def make_settings(db_url: str) -> Settings:
+    return Settings(
+        database_url=db_url,
+        schedule_horizon=HORIZON,
+        otp_validity=600,
+        default_validity=86_400,
+        max_parts=10,
+        timezone="Europe/Berlin",
+    )
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def recorder(sessions: sessionmaker[Session]) -> RecordingEnqueuer:
+    return RecordingEnqueuer(sessions)
+
+
+@pytest.fixture
+def producer(db_url: str, sessions: sessionmaker[Session], recorder: RecordingEnqueuer) -> Producer:
+    return Producer(make_settings(db_url), sessions, recorder, clock=lambda: NOW)
+
+
+def row(session: Session, message_id: str) -> Message:
+    session.expire_all()
+    return session.get_one(Message, message_id)
+
+
+# --- the ordinary path -----------------------------------------------------------
+
+
+def test_send_returns_a_receipt_and_enqueues_on_the_kind_queue(
+    producer: Producer, recorder: RecordingEnqueuer, session: Session
+) -> None:
+    receipt = producer.send("+49 170 1234567", "Your order shipped", sender="SHOP")
+    assert receipt.status == "queued"
+    assert (receipt.encoding, receipt.segments) == ("gsm7", 1)
+    message = row(session, receipt.id)
+    assert (message.to, message.text, message.sender) == (
+        "+491701234567",
+        "Your order shipped",
+        "SHOP",
+    )
+    assert (message.kind, message.provider, message.status) == ("transactional", "panel", "queued")
+    assert [(c.ids, c.queue, c.eta) for c in recorder.calls] == [
+        ([receipt.id], "transactional", None)
+    ]
+
+    otp = producer.send("+447911123456", "Code 123456", kind="otp", provider="brand")
+    assert recorder.calls[-1].queue == "otp"
+    assert row(session, otp.id).provider == "brand"
+
+
+def test_long_unicode_text_reports_its_encoding_and_parts(producer: Producer) -> None:
+    text = "Grüße aus Köln ☀ " * 5
+    receipt = producer.send("+491701234567", text)
+    sms = analyze(text)
+    assert (receipt.encoding, receipt.segments) == ("ucs2", sms.segments) == ("ucs2", 2)
+
+
+def test_row_and_event_are_committed_before_the_enqueue(
+    producer: Producer, recorder: RecordingEnqueuer
+) -> None:
+    receipt = producer.send("+491701234567", "Hello")
+    (call,) = recorder.calls
+    # Read by the enqueuer in a session of its own, at the moment of the call.
+    assert call.visible == {receipt.id: ("queued", ["queued"])}
+
+
+def test_the_first_event_is_from_the_producer(producer: Producer, session: Session) -> None:
+    receipt = producer.send("+491701234567", "Hello")
+    (ev,) = session.scalars(select(MessageEvent).where(MessageEvent.message_id == receipt.id))
+    assert (ev.status, ev.source, ev.applied, ev.created_at) == ("queued", "producer", True, NOW)
+
+
+def test_invalid_input_names_the_field_and_writes_nothing(
+    producer: Producer, recorder: RecordingEnqueuer, session: Session
+) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"to": "+49 170 CALLME"}, "to"),
+        ({"text": "x" * 2000}, "text"),
+        ({"kind": "campaign"}, "kind"),
+        ({"provider": "acme"}, "provider"),
+        ({"send_at": "2026-01-01T10:00:00+00:00"}, "send_at"),
+        ({"send_at": "2026-02-01T10:00:00"}, "send_at"),
+        ({"validity": 0}, "validity"),
+        ({"sender": ""}, "sender"),
+        ({"callback_url": "nope"}, "callback_url"),
+        ({"idempotency_key": "k" * 256}, "idempotency_key"),
+    ]
+    for override, name in cases:
+        args: dict[str, Any] = {"to": "+491701234567", "text": "Hello", **override}
+        with pytest.raises(InvalidField) as exc:
+            producer.send(args.pop("to"), args.pop("text"), **args)
+        assert exc.value.field == name, override
+    assert session.scalar(select(func.count()).select_from(Message)) == 0
+    assert recorder.calls == []
+
+
+# --- idempotency -------------------------------------------------------------
+
+
+def test_same_idempotency_key_returns_the_same_message(
+    producer: Producer, recorder: RecordingEnqueuer, session: Session
+) -> None:
+    first = producer.send("+491701234567", "Hello", idempotency_key="order-1", client_id="shop")
+    again = producer.send("+491701234567", "Hello", idempotency_key="order-1", client_id="shop")
+    assert again == first
+    assert session.scalar(select(func.count()).select_from(Message)) == 1
+    assert len(recorder.calls) == 1  # the repeat enqueues nothing
+
+    # The repeat reports the message's current status, not a new one.
+    message = row(session, first.id)
+    message.status = "delivered"
+    session.commit()
+    later = producer.send("+491701234567", "Hello", idempotency_key="order-1", client_id="shop")
+    assert (later.id, later.status) == (first.id, "delivered")
+
+
+def test_the_key_is_per_client(producer: Producer, session: Session) -> None:
+    a = producer.send("+491701234567", "Hello", idempotency_key="k1", client_id="shop")
+    b = producer.send("+491701234567", "Hello", idempotency_key="k1", client_id="bank")
+    c = producer.send("+491701234567", "Hello", idempotency_key="k1")
+    assert len({a.id, b.id, c.id}) == 3
+    assert session.scalar(select(func.count()).select_from(Message)) == 3
+
+
+def test_a_concurrent_insert_with_the_same_key_wins_and_is_returned(
+    db_url: str, sessions: sessionmaker[Session], recorder: RecordingEnqueuer, session: Session
+) -> None:
+    """The other request commits between our lookup and our insert."""
+    producer = Producer(make_settings(db_url), sessions, recorder, clock=lambda: NOW)
+    winner: dict[str, str] = {}
+
+    @event.listens_for(sessions, "do_orm_execute")
+    def _race(state: ORMExecuteState) -> Any:
+        if winner or not state.is_select or "idempotency_key" not in str(state.statement):
+            return None
+        result = state.invoke_statement()  # our lookup: nothing there yet
+        other = Producer(make_settings(db_url), make_sessionmaker(sessions.kw["bind"]), recorder)
+        winner["id"] = other.send(
+            "+491701234567", "Hello", idempotency_key="race", client_id="shop"
+        ).id
+        return result
+
+    receipt = producer.send("+491701234567", "Hello", idempotency_key="race", client_id="shop")
+    assert receipt.id == winner["id"]
+    assert receipt.status == "queued"
+    assert session.scalar(select(func.count()).select_from(Message)) == 1
+    assert [c.ids for c in recorder.calls] == [[winner["id"]]]  # only the winner's enqueue
+
+
+# --- stop list ---------------------------------------------------------------
+
+
+def test_a_stop_listed_number_is_recorded_suppressed_and_not_enqueued(
+    producer: Producer, recorder: RecordingEnqueuer, session: Session
+) -> None:
+    session.add(Suppression(number="+491701234567", reason="STOP"))
+    session.commit()
+    receipt = producer.send("+49 170 1234567", "Hello")
+    assert receipt.status == "suppressed"
+    message = row(session, receipt.id)
+    assert (message.status, message.finished_at) == ("suppressed", NOW)
+    assert _events(session, receipt.id) == ["suppressed"]
+    assert recorder.calls == []
+
+
+def test_stop_list_false_lets_an_otp_through(
+    producer: Producer, recorder: RecordingEnqueuer, session: Session
+) -> None:
+    session.add(Suppression(number="+491701234567"))
+    session.commit()
+    receipt = producer.send("+491701234567", "Code 1234", kind="otp", stop_list=False)
+    assert receipt.status == "queued"
+    assert row(session, receipt.id).stop_list is False
+    assert [c.queue for c in recorder.calls] == ["otp"]
+
+
+# --- scheduling and validity -------------------------------------------------------
+
+
+def test_a_far_send_time_is_scheduled_without_a_task(
+    producer: Producer, recorder: RecordingEnqueuer, session: Session
+) -> None:
+    receipt = producer.send("+491701234567", "Tomorrow", send_at="2026-01-16 09:00")
+    assert receipt.status == "scheduled"
+    message = row(session, receipt.id)
+    # Europe/Berlin is UTC+1 in January.
+    assert message.send_at == dt.datetime(2026, 1, 16, 8, 0, tzinfo=dt.UTC)
+    assert message.expires_at == message.send_at + dt.timedelta(seconds=86_400)
+    assert _events(session, receipt.id) == ["scheduled"]
+    assert recorder.calls == []
+
+
+def test_a_send_time_within_the_horizon_is_enqueued_with_an_eta(
+    producer: Producer, recorder: RecordingEnqueuer, session: Session
+) -> None:
+    soon = NOW + dt.timedelta(seconds=HORIZON - 30)
+    receipt = producer.send("+491701234567", "Soon", send_at=soon.isoformat())
+    assert receipt.status == "queued"
+    assert [(c.ids, c.eta) for c in recorder.calls] == [([receipt.id], soon)]
+    assert row(session, receipt.id).send_at == soon
+
+
+def test_expiry_counts_from_now_or_from_the_send_time(producer: Producer, session: Session) -> None:
+    plain = producer.send("+491701234567", "Hello")
+    otp = producer.send("+491701234567", "Code", kind="otp")
+    short = producer.send("+491701234567", "Code", kind="otp", validity=30)
+    later = NOW + dt.timedelta(hours=3)
+    scheduled = producer.send("+491701234567", "Later", send_at=later, validity=60)
+    assert row(session, plain.id).expires_at == NOW + dt.timedelta(days=1)
+    assert row(session, otp.id).expires_at == NOW + dt.timedelta(seconds=600)
+    assert row(session, short.id).expires_at == NOW + dt.timedelta(seconds=30)
+    assert row(session, scheduled.id).expires_at == later + dt.timedelta(seconds=60)
+
+
+# --- a broker that is down -----------------------------------------------------------
+
+
+def test_a_failing_enqueuer_leaves_the_row_queued_and_the_call_succeeds(
+    db_url: str, sessions: sessionmaker[Session], session: Session
+) -> None:
+    failing = FailingEnqueuer()
+    producer = Producer(make_settings(db_url), sessions, failing, clock=lambda: NOW)
+    with structlog.testing.capture_logs() as logs:
+        receipt = producer.send("+491701234567", "Hello")
+    assert receipt.status == "queued"
+    assert failing.attempts == 1
+    assert row(session, receipt.id).status == "queued"  # the sweeper will send it
+    assert [entry["log_level"] for entry in logs] == ["error"]
+    assert "sweeper" in logs[0]["event"]
+
+
+def test_celery_enqueuer_with_a_dead_broker_returns_false_quickly(
+    db_url: str, sessions: sessionmaker[Session], session: Session
+) -> None:
+    dead = CeleryEnqueuer("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    producer = Producer(make_settings(db_url), sessions, dead, clock=lambda: NOW)
+    try:
+        started = time.monotonic()
+        with structlog.testing.capture_logs() as logs:
+            receipt = producer.send("+491701234567", "Hello")
+        took = time.monotonic() - started
+    finally:
+        dead.close()
+    assert receipt.status == "queued"
+    assert row(session, receipt.id).status == "queued"
+    assert took < 5
+    assert logs and logs[0]["task"] == "smsq.send_messages"
+
+
+@pytest.fixture
+def broker(real_redis_url: str) -> Iterator[tuple[CeleryEnqueuer, redis.Redis, str]]:
+    enqueuer = CeleryEnqueuer(real_redis_url)
+    client = redis.Redis.from_url(real_redis_url)
+    queue = f"smsq-test-{uuid.uuid4().hex[:8]}"  # ours alone, whoever shares the Redis
+    yield enqueuer, client, queue
+    client.delete(queue)
+    client.close()
+    enqueuer.close()
+
+
+@pytest.mark.integration
+def test_celery_enqueuer_publishes_a_send_task_by_name(
+    broker: tuple[CeleryEnqueuer, redis.Redis, str],
+) -> None:
+    enqueuer, client, queue = broker
+    eta = NOW + dt.timedelta(minutes=1)
+    assert enqueuer.send_messages(["id-1", "id-2"], queue=queue, eta=eta)
+    raw = client.lpop(queue)
+    assert isinstance(raw, bytes)
+    envelope = json.loads(raw)
+    assert envelope["headers"]["task"] == "smsq.send_messages"
+    assert dt.datetime.fromisoformat(envelope["headers"]["eta"]) == eta
+    args, kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+    assert (args, kwargs) == ([["id-1", "id-2"]], {})
+
+
+def test_from_settings_builds_a_working_producer_without_touching_the_broker(
+    db_url: str, session: Session
+) -> None:
+    settings = make_settings(db_url).model_copy(update={"broker_url": "redis://127.0.0.1:1/0"})
+    producer = Producer.from_settings(settings)
+    assert isinstance(producer.enqueuer, CeleryEnqueuer)
+    assert producer.enqueuer.broker_url == "redis://127.0.0.1:1/0"
+    with structlog.testing.capture_logs():
+        receipt = producer.send("+491701234567", "Hello")  # broker down: logged, not raised
+    assert row(session, receipt.id).status == "queued"
+    producer.enqueuer.close()
+    producer.sessions.kw["bind"].dispose()
+
+
+# --- the module-level API ------------------------------------------------------------
+
+
+def test_module_level_send_uses_the_default_producer(
+    producer: Producer, recorder: RecordingEnqueuer
+) -> None:
+    api.set_default_producer(producer)
+    try:
+        receipt = api.send("+491701234567", "Hello")
+    finally:
+        api.set_default_producer(None)
+    assert [c.ids for c in recorder.calls] == [[receipt.id]]
