@@ -205,3 +205,24 @@ def add_events(
             for mid in ids
         ],
     )
+
+
+def renew_lease(
+    session: Session, ids: Sequence[str], *, now: dt.datetime, lease: float
+) -> set[str]:
+    """Extend the lease of rows still ``sending``; return the ids still owned.
+
+    A row missing from the answer was taken by the sweeper (our lease ran
+    out) or moved on by a delivery report: it must not be sent by us now.
+    The caller commits.
+    """
+    if not ids:
+        return set()
+    return set(
+        session.scalars(
+            update(Message)
+            .where(Message.id.in_(list(ids)), Message.status == S.SENDING)
+            .values(lease_until=now + dt.timedelta(seconds=lease))
+            .returning(Message.id)
+        )
+    )

@@ -12,6 +12,11 @@ segment); while a group waits for tokens, requests already sent are in
 flight. A group that would wait longer than ``MAX_TOKEN_WAIT`` gives its
 unsent messages back (``queued``, not an attempt) and they are re-enqueued
 with a countdown, so no worker slot is held waiting.
+
+While a batch is out, its lease is renewed every third of the lease, so the
+sweeper only takes rows from a worker that stopped (killed, frozen). A row the
+sweeper did take is dropped from the batch before it is sent: the sweeper
+owns it now, and sending it here too would be a duplicate.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from providers.errors import Throttled
 from providers.report_recording import replay_orphans
 from smsq.names import QUEUE_FOR_KIND
 from worker.campaign_progress import finish_campaigns
-from worker.claims import Claimed, claim, expire_overdue, release
+from worker.claims import Claimed, claim, expire_overdue, release, renew_lease
 from worker.outcomes import Written, record_outcomes
 from worker.retry_policy import RetryPolicy
 from worker.throttle import TokenBucket
@@ -102,9 +107,17 @@ async def send_batch(
     outcomes: list[tuple[Claimed, Outcome]] = []
     released: list[Claimed] = []
     waits: list[float] = []
-    await asyncio.gather(
-        *(_send_group(ctx, key, msgs, outcomes, released, waits) for key, msgs in groups.items())
-    )
+    lease = _Lease(ctx, [m.id for m in claimed])
+    keeper = asyncio.create_task(lease.keep())
+    try:
+        await asyncio.gather(
+            *(
+                _send_group(ctx, key, msgs, outcomes, released, waits, lease)
+                for key, msgs in groups.items()
+            )
+        )
+    finally:
+        keeper.cancel()
 
     with ctx.sessions() as session:
         later = ctx.clock()
@@ -164,6 +177,24 @@ def _tokens(message: Claimed) -> int:
     return max(1, message.segments - message.parts_sent)
 
 
+class _Lease:
+    """Keeps a batch's rows leased while it works; knows which it still owns."""
+
+    def __init__(self, ctx: SendContext, ids: list[str]) -> None:
+        self.ctx = ctx
+        self.ids = ids
+        self.owned = set(ids)
+
+    async def keep(self) -> None:
+        while True:
+            await asyncio.sleep(self.ctx.lease / 3)
+            with self.ctx.sessions() as session:
+                self.owned = renew_lease(
+                    session, self.ids, now=self.ctx.clock(), lease=self.ctx.lease
+                )
+                session.commit()
+
+
 async def _send_group(
     ctx: SendContext,
     key: _GroupKey,
@@ -171,6 +202,7 @@ async def _send_group(
     outcomes: list[tuple[Claimed, Outcome]],
     released: list[Claimed],
     waits: list[float],
+    lease: _Lease,
 ) -> None:
     adapter = ctx.adapters[key.provider]
     bucket = ctx.bucket(key.provider)
@@ -179,6 +211,12 @@ async def _send_group(
     in_flight: list[asyncio.Task[None]] = []
     waited = 0.0
     while pending:
+        lost = [m for m in pending if m.id not in lease.owned]
+        if lost:
+            log.warning("lease lost before sending", messages=len(lost))
+            pending = deque(m for m in pending if m.id in lease.owned)
+            if not pending:
+                break
         window = [pending[i] for i in range(min(per_request, len(pending)))]
         grant = bucket.acquire(sum(_tokens(m) for m in window), minimum=_tokens(window[0]))
         if grant.granted == 0:

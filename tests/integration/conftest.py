@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
 import pytest
 import redis
 from sqlalchemy import Engine, func, select
@@ -28,14 +29,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.db import make_engine, make_sessionmaker
 from models.tables import Message
 from producer.api import Producer
-from producer.http.app import create_app
-from providers.simulator import ServerThread, SimConfig, Simulator, SimulatorServer, run_in_thread
+from providers.simulator import SimConfig, Simulator, SimulatorServer, run_in_thread
 from smsq.settings import Settings, get_settings
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).parent / "celery")
+UVICORN = str(Path(sys.executable).parent / "uvicorn")
 CALLBACK_KEY = "cb-secret"
 
 PROVIDERS = """
@@ -197,7 +198,7 @@ class Live:
 def live(
     postgres_url: str, real_redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[..., Live]]:
-    started: list[tuple[Live, SimulatorServer, ServerThread, Engine]] = []
+    started: list[tuple[Live, SimulatorServer, Engine]] = []
 
     def build(
         *,
@@ -249,7 +250,6 @@ def live(
             monkeypatch.setenv(key, value)
         get_settings.cache_clear()
         settings = Settings()
-        api = ServerThread(create_app(settings), port=api_port).start()
         engine = make_engine(postgres_url)
         stack = Live(
             settings=settings,
@@ -259,18 +259,49 @@ def live(
             tmp=tmp_path,
             redis=client,
         )
-        started.append((stack, sim_server, api, engine))
+        # The receiver runs in its own process, as in production: in this one it
+        # would share the GIL with the simulator and the test.
+        api = stack._spawn(
+            [
+                UVICORN,
+                "--factory",
+                "producer.http.app:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(api_port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            tmp_path / "api.log",
+        )
+        _wait_for_http(f"{api_url}/healthz", api)
+        started.append((stack, sim_server, engine))
         return stack
 
     yield build
-    for stack, sim_server, api, engine in started:
+    for stack, sim_server, engine in started:
         stack.stop()
-        api.stop()
         sim_server.stop()
         engine.dispose()
         stack.redis.flushdb()
         stack.redis.close()
     get_settings.cache_clear()
+
+
+def _wait_for_http(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer")
 
 
 def _free_port() -> int:

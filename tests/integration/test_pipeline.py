@@ -57,12 +57,12 @@ def test_a_1000_recipient_campaign_is_delivered_once_each(
 
 
 def test_an_otp_overtakes_a_draining_campaign(live: Callable[..., Any]) -> None:
-    stack = live(panel_rate=1000, panel_burst=50)
+    stack = live(panel_rate=400, panel_burst=40)
     stack.worker("campaign", concurrency=2, name="bulk")
     stack.worker("otp,transactional", concurrency=1, name="fast")
     producer = stack.producer()
     producer.submit_campaign("big", numbers(5000), "Big campaign", provider="panel")
-    stack.wait_until(lambda: stack.counts().get("delivered", 0) >= 300, 60, "campaign under way")
+    stack.wait_until(lambda: stack.counts().get("delivered", 0) >= 200, 60, "campaign under way")
     otp = producer.send("+4917099999999", "Your code is 123456", kind="otp")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -77,7 +77,7 @@ def test_an_otp_overtakes_a_draining_campaign(live: Callable[..., Any]) -> None:
     latency = (row.sent_at - row.created_at).total_seconds()
     assert latency < 2.0, f"OTP took {latency:.2f} s"  # the bound this test states
     unsent = counts.get("queued", 0) + counts.get("sending", 0)
-    assert unsent > 1000, "the OTP reached the provider while most of the campaign still waited"
+    assert unsent >= 2000, "the OTP reached the provider while most of the campaign still waited"
 
 
 def test_retries_on_6_and_7_end_sent_within_the_rate(live: Callable[..., Any]) -> None:
@@ -87,6 +87,7 @@ def test_retries_on_6_and_7_end_sent_within_the_rate(live: Callable[..., Any]) -
         panel_rate=100, panel_burst=20, sim={"queue_full_ratio": 0.15, "rate_limit": 90, "seed": 5}
     )
     stack.worker("campaign", concurrency=2)
+    stack.worker("transactional", concurrency=1, name="maintenance")
     stack.beat()
     stack.producer().submit_campaign("retry", numbers(400), "Retry me", provider="panel")
     stack.wait_until(stack.all_in("delivered", 400), 120, "every message delivered")
@@ -156,6 +157,7 @@ def test_permanent_error_fails_and_passed_validity_expires(live: Callable[..., A
 def test_flushall_mid_campaign_is_recovered_by_the_sweeper(live: Callable[..., Any]) -> None:
     stack = live(panel_rate=300, panel_burst=30)
     stack.worker("campaign", concurrency=2)
+    stack.worker("transactional", concurrency=1, name="maintenance")
     stack.beat()
     stack.producer().submit_campaign("flush", numbers(2000), "Survive", provider="panel")
     stack.wait_until(lambda: stack.counts().get("delivered", 0) >= 200, 60, "under way")
@@ -171,9 +173,10 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
     stack = live(
         panel_rate=200,
         panel_burst=20,
-        env={"SMSQ_SENDING_LEASE": "4", "SMSQ_UNKNOWN_RESEND_AFTER": "2"},
+        env={"SMSQ_SENDING_LEASE": "4", "SMSQ_UNKNOWN_RESEND_AFTER": "6"},
     )
     worker = stack.worker("campaign", concurrency=2)
+    stack.worker("transactional", concurrency=1, name="maintenance")
     stack.beat()
     stack.producer().submit_campaign("kill", numbers(1500), "Resilient", provider="panel")
     stack.wait_until(lambda: stack.counts().get("delivered", 0) >= 200, 60, "under way")

@@ -191,3 +191,24 @@ async def test_segments_take_one_token_each(
     result = await send_batch(harness.ctx, [m.id for m in messages])
     assert result.written.sent == 2 and result.released == 1
     assert harness.sim.stats()["accepted"] == 6
+
+
+async def test_rows_the_sweeper_took_are_not_sent_by_the_slow_batch(
+    harness: Any, queued: Callable[..., list[Message]], session: Session
+) -> None:
+    import asyncio
+
+    from sqlalchemy import update
+
+    harness.rates["panel"] = (2, 1)  # one now, then one every 0.5 s
+    harness.ctx.lease = 0.3  # renewed every 0.1 s
+    messages = queued(3)
+    task = asyncio.create_task(send_batch(harness.ctx, [m.id for m in messages]))
+    await asyncio.sleep(0.2)
+    # The sweeper decided the last one's lease expired: it owns it now.
+    session.execute(update(Message).where(Message.id == messages[2].id).values(status=S.UNKNOWN))
+    session.commit()
+    await task
+    sent = harness.sim.stats()["per_transaction"]
+    assert messages[2].id not in sent
+    assert set(sent) == {messages[0].id, messages[1].id}
