@@ -245,9 +245,10 @@ async def test_the_callback_key_is_never_logged(
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     # The test's own httpx client plays the provider; its request log is not ours.
+    # (set_level also sets caplog's handler level, so the DEBUG call comes last.)
     caplog.set_level(logging.WARNING, logger="httpx")
+    caplog.set_level(logging.DEBUG)
     make_message(provider="brand", status=S.SENT, provider_message_id="400")
     wrong = "wrong-key-8c1f"
     assert (await client.get("/dlr/brand", params=brand_query("400", key=wrong))).status_code == 403
