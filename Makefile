@@ -39,7 +39,8 @@ simulator: $(STAMP) ## serve the provider simulator on port 8025
 migrate: $(STAMP) ## bring the database at SMSQ_DATABASE_URL to the newest schema
 	$(BIN)/smsq db upgrade
 
-bench: $(STAMP) ## run the benchmarks in bench/ (figures go to docs/performance.md)
+bench: $(STAMP) ## run the benchmarks in bench/ (needs PostgreSQL and Redis; figures in docs/performance.md)
+	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/transport.py
 
 clean: ## remove .venv, caches and the demo database

@@ -36,6 +36,8 @@ from models.ids import new_id
 from models.status import EventSource, MessageKind, MessageStatus
 from models.tables import Message, Suppression, utcnow
 from models.transitions import apply_status
+from producer import campaign_control
+from producer.campaign_control import ControlResult
 from producer.campaigns import CampaignPlan, Ingestion, parse_template
 from producer.enqueue import CeleryEnqueuer, Enqueuer
 from producer.errors import InvalidField
@@ -85,6 +87,20 @@ class Producer:
             make_sessionmaker(engine),
             CeleryEnqueuer(settings.effective_broker_url),
         )
+
+    # --- campaign control (see producer.campaign_control) -------------------
+
+    def pause_campaign(self, campaign_id: str) -> ControlResult:
+        with self.sessions() as session:
+            return campaign_control.pause(session, campaign_id)
+
+    def resume_campaign(self, campaign_id: str) -> ControlResult:
+        with self.sessions() as session:
+            return campaign_control.resume(session, campaign_id, self.enqueuer)
+
+    def cancel_campaign(self, campaign_id: str) -> ControlResult:
+        with self.sessions() as session:
+            return campaign_control.cancel(session, campaign_id, now=self.clock())
 
     def close(self) -> None:
         """Release the database and broker connections (shutdown, tests)."""

@@ -187,3 +187,35 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
     stack.wait_until(stack.all_in("delivered", 1500), 120, "all delivered after SIGKILL")
     stats = stack.sim.stats()
     assert stats["accepted"] == 1500 and stats["duplicates"] == []
+
+
+def test_pause_resume_and_cancel_a_running_campaign(live: Callable[..., Any]) -> None:
+    stack = live(panel_rate=300, panel_burst=30)
+    stack.worker("campaign", concurrency=2)
+    producer = stack.producer()
+    receipt = producer.submit_campaign("control", numbers(3000), "Pause me", provider="panel")
+    stack.wait_until(lambda: stack.counts().get("delivered", 0) >= 200, 60, "under way")
+    assert producer.pause_campaign(receipt.campaign_id).status == "paused"
+    assert producer.pause_campaign(receipt.campaign_id).changed is False  # safe twice
+    time.sleep(3)  # in-flight batches finish
+    frozen = stack.sim.stats()["accepted"]
+    time.sleep(2)
+    assert stack.sim.stats()["accepted"] == frozen, "no new sends while paused"
+    assert frozen < 3000
+    assert producer.resume_campaign(receipt.campaign_id).status == "running"
+    stack.wait_until(stack.all_in("delivered", 3000), 90, "all delivered after resume")
+    assert stack.sim.stats()["duplicates"] == []
+
+    other = producer.submit_campaign(
+        "doomed", numbers(2000, "+4915124"), "Cancel me", provider="panel"
+    )
+    stack.wait_until(
+        lambda: stack.counts(campaign_id=other.campaign_id).get("delivered", 0) >= 100,
+        60,
+        "second campaign under way",
+    )
+    result = producer.cancel_campaign(other.campaign_id)
+    assert result.status == "cancelled" and result.cancelled_messages > 0
+    time.sleep(3)
+    counts = stack.counts(campaign_id=other.campaign_id)
+    assert counts.get("queued", 0) == 0 and counts.get("cancelled", 0) == result.cancelled_messages
