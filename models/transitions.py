@@ -8,11 +8,13 @@ the one writer of single-row changes (the worker's bulk writes use
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy import insert, literal, select, update
 from sqlalchemy.orm import Session
 
-from models.status import EventSource, MessageStatus, can_move, is_final
+from models.status import EventSource, MessageStatus, can_move, is_final, sources_of
 from models.tables import Message, MessageEvent, utcnow
 
 
@@ -57,3 +59,43 @@ def apply_status(
     if is_final(to):
         message.finished_at = now
     return True
+
+
+def move_campaign_messages(
+    session: Session,
+    campaign_id: str,
+    *,
+    from_statuses: Iterable[MessageStatus],
+    to: MessageStatus,
+    source: EventSource,
+    now: dt.datetime,
+) -> int:
+    """Move every message of a campaign in ``from_statuses`` to ``to``, with an
+    event each, in two set-based statements (a campaign may have millions of
+    rows). Only moves the state machine allows are made. The caller commits.
+    """
+    sources = sorted(set(from_statuses) & sources_of(to))
+    matching = select(Message.id).where(
+        Message.campaign_id == campaign_id, Message.status.in_(sources)
+    )
+    session.execute(
+        insert(MessageEvent).from_select(
+            ["message_id", "status", "source", "applied", "created_at"],
+            select(
+                Message.id,
+                literal(to.value),
+                literal(source.value),
+                literal(True),
+                literal(now, type_=MessageEvent.created_at.type),
+            ).where(Message.id.in_(matching)),
+        )
+    )
+    values: dict[str, Any] = {"status": to, "updated_at": now}
+    if is_final(to):
+        values["finished_at"] = now
+    result = session.execute(
+        update(Message)
+        .where(Message.campaign_id == campaign_id, Message.status.in_(sources))
+        .values(values)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

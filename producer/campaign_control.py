@@ -18,11 +18,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import insert, literal, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from models.status import CampaignStatus, EventSource, MessageStatus, campaign_can_move
-from models.tables import Campaign, Message, MessageEvent, utcnow
+from models.tables import Campaign, utcnow
+from models.transitions import move_campaign_messages
 from producer.enqueue import Enqueuer
 from producer.errors import InvalidField
 
@@ -85,30 +86,18 @@ def cancel(session: Session, campaign_id: str, *, now: dt.datetime | None = None
     _status(session, campaign_id)
     now = now or utcnow()
     changed = _move(session, campaign_id, C.CANCELLED, finished_at=now)
-    unsent = select(Message.id).where(
-        Message.campaign_id == campaign_id, Message.status.in_(UNSENT)
-    )
-    session.execute(
-        insert(MessageEvent).from_select(
-            ["message_id", "status", "source", "applied", "created_at"],
-            select(
-                Message.id,
-                literal(S.CANCELLED.value),
-                literal(EventSource.OPERATOR.value),
-                literal(True),
-                literal(now, type_=MessageEvent.created_at.type),
-            ).where(Message.id.in_(unsent)),
-        )
-    )
-    result = session.execute(
-        update(Message)
-        .where(Message.campaign_id == campaign_id, Message.status.in_(UNSENT))
-        .values(status=S.CANCELLED, updated_at=now, finished_at=now)
+    cancelled = move_campaign_messages(
+        session,
+        campaign_id,
+        from_statuses=UNSENT,
+        to=S.CANCELLED,
+        source=EventSource.OPERATOR,
+        now=now,
     )
     session.commit()
     return ControlResult(
         campaign_id,
         _status(session, campaign_id),
         changed,
-        cancelled_messages=int(getattr(result, "rowcount", 0) or 0),
+        cancelled_messages=cancelled,
     )

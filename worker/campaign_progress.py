@@ -12,11 +12,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator
 
-from sqlalchemy import exists, insert, literal, select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from models.status import CampaignStatus, EventSource, MessageStatus
-from models.tables import Campaign, Message, MessageEvent
+from models.tables import Campaign, Message
+from models.transitions import move_campaign_messages
 
 S = MessageStatus
 PENDING = (S.ACCEPTED, S.SCHEDULED, S.QUEUED, S.SENDING)
@@ -37,25 +38,13 @@ def start_campaign(session: Session, campaign_id: str, *, now: dt.datetime) -> b
     if campaign.status != CampaignStatus.RUNNING:
         session.commit()
         return False
-    scheduled = select(Message.id).where(
-        Message.campaign_id == campaign_id, Message.status == S.SCHEDULED
-    )
-    session.execute(
-        insert(MessageEvent).from_select(
-            ["message_id", "status", "source", "applied", "created_at"],
-            select(
-                Message.id,
-                literal(S.QUEUED.value),
-                literal(EventSource.WORKER.value),
-                literal(True),
-                literal(now, type_=MessageEvent.created_at.type),
-            ).where(Message.id.in_(scheduled)),
-        )
-    )
-    session.execute(
-        update(Message)
-        .where(Message.campaign_id == campaign_id, Message.status == S.SCHEDULED)
-        .values(status=S.QUEUED, updated_at=now)
+    move_campaign_messages(
+        session,
+        campaign_id,
+        from_statuses=[S.SCHEDULED],
+        to=S.QUEUED,
+        source=EventSource.WORKER,
+        now=now,
     )
     session.commit()
     return True
