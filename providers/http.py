@@ -79,6 +79,10 @@ TransportName = Literal["aiohttp", "httpx"]
 
 DEFAULT_TRANSPORT: TransportName = "aiohttp"
 CONNECT_TIMEOUT = 5.0
+# Idle connections are dropped sooner than servers commonly close them (uvicorn
+# 5 s, nginx 75 s): a request sent on a connection the server is closing at
+# that moment gets no answer, and its SMS would end 'unknown'.
+KEEPALIVE_EXPIRY = 2.0
 POOL_TIMEOUT = 5.0
 
 # aiohttp exception -> the httpx exception httpx's own transport raises for the
@@ -232,7 +236,9 @@ def make_async_client(
     Redirects are not followed: a provider answering 3xx is a protocol error.
     """
     limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=KEEPALIVE_EXPIRY,
     )
     timeouts = httpx.Timeout(timeout, connect=CONNECT_TIMEOUT, pool=POOL_TIMEOUT)
     chosen: httpx.AsyncBaseTransport

@@ -22,6 +22,7 @@ from providers.simulator.core import Simulator
 DEFAULT_PORT = 8025  # smsq.settings.SIMULATOR_URL
 # Seconds given to open requests (a hanging one) when the server stops.
 GRACEFUL_SHUTDOWN = 2
+KEEP_ALIVE = 30  # seconds
 
 
 def _config(app: Any, host: str, port: int) -> uvicorn.Config:
@@ -34,6 +35,9 @@ def _config(app: Any, host: str, port: int) -> uvicorn.Config:
         lifespan="on",
         ws="none",  # no websocket library needed, or imported
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+        # Like a real provider: idle connections stay open well beyond the
+        # client's own keep-alive expiry, so the client closes them first.
+        timeout_keep_alive=KEEP_ALIVE,
     )
 
 

@@ -244,6 +244,7 @@ def live(
             "SMSQ_SWEEP_INTERVAL": "1",
             "SMSQ_REQUEUE_AFTER": "5",
             "SMSQ_RETRY_CAP": "5",
+            "SMSQ_UNKNOWN_RESEND_AFTER": "5",
             **(env or {}),
         }
         for key, value in smsq_env.items():

@@ -192,6 +192,8 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
 def test_pause_resume_and_cancel_a_running_campaign(live: Callable[..., Any]) -> None:
     stack = live(panel_rate=300, panel_burst=30)
     stack.worker("campaign", concurrency=2)
+    stack.worker("transactional", concurrency=1, name="maintenance")
+    stack.beat()
     producer = stack.producer()
     receipt = producer.submit_campaign("control", numbers(3000), "Pause me", provider="panel")
     stack.wait_until(lambda: stack.counts().get("delivered", 0) >= 200, 60, "under way")
