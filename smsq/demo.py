@@ -4,7 +4,7 @@ For now it shows the foundation at work: the provider simulator served over
 HTTP in this process, and both adapters sending through smsq's pooled client
 (a short text, a long concatenated one, a Unicode one, an OTP batch), with an
 injected queue-full answer shown as the retryable error it is. The full demo
-(a campaign through Celery workers, live progress) comes with the pipeline.
+(a campaign through Celery workers, live progress) comes with the demo issue.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def run_demo(console: Console | None = None) -> int:
         f"duplicates: {len(stats['duplicates'])}"
     )
     console.print(
-        "The full pipeline demo (Celery workers, throttle, reports) comes with the pipeline issue."
+        "The full pipeline demo (a campaign through workers, live progress) comes with the "
+        "demo issue; the pipeline runs today with smsq api, smsq worker and smsq beat."
     )
     return 0
