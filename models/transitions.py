@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import insert, literal, select, update
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from models.status import EventSource, MessageStatus, can_move, is_final, sources_of
@@ -75,27 +75,31 @@ def move_campaign_messages(
     rows). Only moves the state machine allows are made. The caller commits.
     """
     sources = sorted(set(from_statuses) & sources_of(to))
-    matching = select(Message.id).where(
-        Message.campaign_id == campaign_id, Message.status.in_(sources)
-    )
-    session.execute(
-        insert(MessageEvent).from_select(
-            ["message_id", "status", "source", "applied", "created_at"],
-            select(
-                Message.id,
-                literal(to.value),
-                literal(source.value),
-                literal(True),
-                literal(now, type_=MessageEvent.created_at.type),
-            ).where(Message.id.in_(matching)),
-        )
-    )
     values: dict[str, Any] = {"status": to, "updated_at": now}
     if is_final(to):
         values["finished_at"] = now
-    result = session.execute(
-        update(Message)
-        .where(Message.campaign_id == campaign_id, Message.status.in_(sources))
-        .values(values)
+    # Update first and write events for exactly the rows moved: a row claimed
+    # by a worker between two statements must not get an event it never had.
+    moved = list(
+        session.scalars(
+            update(Message)
+            .where(Message.campaign_id == campaign_id, Message.status.in_(sources))
+            .values(values)
+            .returning(Message.id)
+        )
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    for start in range(0, len(moved), 10_000):
+        session.execute(
+            insert(MessageEvent),
+            [
+                {
+                    "message_id": mid,
+                    "status": to,
+                    "source": source,
+                    "applied": True,
+                    "created_at": now,
+                }
+                for mid in moved[start : start + 10_000]
+            ],
+        )
+    return len(moved)

@@ -64,10 +64,9 @@ _CLAIMED_COLUMNS = (
 )
 
 
-def _due(now: dt.datetime) -> list[ColumnElement[bool]]:
+def _sendable(now: dt.datetime) -> list[ColumnElement[bool]]:
+    """Still worth sending: validity not passed, campaign (if any) running."""
     return [
-        or_(Message.send_at.is_(None), Message.send_at <= now),
-        or_(Message.retry_at.is_(None), Message.retry_at <= now),
         or_(Message.expires_at.is_(None), Message.expires_at > now),
         or_(
             Message.campaign_id.is_(None),
@@ -75,6 +74,14 @@ def _due(now: dt.datetime) -> list[ColumnElement[bool]]:
                 select(Campaign.id).where(Campaign.status == CampaignStatus.RUNNING)
             ),
         ),
+    ]
+
+
+def _due(now: dt.datetime) -> list[ColumnElement[bool]]:
+    return [
+        or_(Message.send_at.is_(None), Message.send_at <= now),
+        or_(Message.retry_at.is_(None), Message.retry_at <= now),
+        *_sendable(now),
     ]
 
 
@@ -103,6 +110,7 @@ def claim(
         where: list[ColumnElement[bool]] = [
             Message.status == S.UNKNOWN,
             Message.unknown_resends == 0,
+            *_sendable(now),
         ]
         values["unknown_resends"] = Message.unknown_resends + 1
     else:

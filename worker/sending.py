@@ -22,6 +22,7 @@ owns it now, and sending it here too would be a duplicate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import random
 from collections import deque
@@ -34,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.status import MessageKind
 from providers.base import Accepted, Adapter, Outbound, Outcome, Recipient, Rejected
-from providers.errors import Throttled
+from providers.errors import OutcomeUnknown, Throttled
 from providers.report_recording import replay_orphans
 from smsq.names import QUEUE_FOR_KIND
 from worker.campaign_progress import finish_campaigns
@@ -46,6 +47,7 @@ from worker.throttle import TokenBucket
 log = structlog.get_logger("smsq.worker")
 
 MAX_TOKEN_WAIT = 5.0  # seconds a batch may wait for tokens before giving rows back
+ERROR_RETRY_DELAY = 5.0  # seconds before rows given back after an internal error are retried
 
 # ids, queue, countdown seconds (None = now)
 Enqueue = Callable[[list[str], str, float | None], None]
@@ -204,17 +206,43 @@ async def _send_group(
     waits: list[float],
     lease: _Lease,
 ) -> None:
+    pending = deque(messages)
+    in_flight: list[asyncio.Task[None]] = []
+    try:
+        await _feed_group(ctx, key, pending, in_flight, outcomes, released, waits, lease)
+    except Exception:
+        # The throttle store is down, the account was removed from the
+        # providers file, ...: what never reached the adapter goes back to
+        # 'queued' (the sweeper or a retry picks it up); what did is recorded.
+        log.exception("sending stopped for a group", provider=key.provider, unsent=len(pending))
+        released.extend(pending)
+        waits.append(ERROR_RETRY_DELAY)
+    finally:
+        await asyncio.gather(*in_flight)
+
+
+async def _feed_group(
+    ctx: SendContext,
+    key: _GroupKey,
+    pending: deque[Claimed],
+    in_flight: list[asyncio.Task[None]],
+    outcomes: list[tuple[Claimed, Outcome]],
+    released: list[Claimed],
+    waits: list[float],
+    lease: _Lease,
+) -> None:
+    """Take tokens and hand chunks of ``pending`` to the adapter, popping them."""
     adapter = ctx.adapters[key.provider]
     bucket = ctx.bucket(key.provider)
     per_request = adapter.max_recipients if adapter.max_recipients > 1 else ctx.send_concurrency
-    pending = deque(messages)
-    in_flight: list[asyncio.Task[None]] = []
     waited = 0.0
     while pending:
         lost = [m for m in pending if m.id not in lease.owned]
         if lost:
             log.warning("lease lost before sending", messages=len(lost))
-            pending = deque(m for m in pending if m.id in lease.owned)
+            kept = [m for m in pending if m.id in lease.owned]
+            pending.clear()
+            pending.extend(kept)
             if not pending:
                 break
         window = [pending[i] for i in range(min(per_request, len(pending)))]
@@ -236,7 +264,6 @@ async def _send_group(
         if used < grant.granted:
             bucket.refund(grant.granted - used)
         in_flight.append(asyncio.create_task(_send_chunk(ctx, key, take, adapter, outcomes)))
-    await asyncio.gather(*in_flight)
 
 
 async def _send_chunk(
@@ -255,10 +282,18 @@ async def _send_chunk(
         flash=key.flash,
         validity=key.validity,
     )
-    results = await adapter.send(outbound, ctx.client)
-    if any(isinstance(r, Rejected) and isinstance(r.error, Throttled) for r in results):
-        ctx.bucket(key.provider).penalize()
+    try:
+        results: list[Outcome] = await adapter.send(outbound, ctx.client)
+    except Exception as exc:
+        # Adapters do not raise for provider answers; this is a bug or a
+        # resource failure after the requests may have left: never resend blindly.
+        log.exception("adapter failed", provider=key.provider, messages=len(messages))
+        error = OutcomeUnknown(f"sending failed inside smsq: {type(exc).__name__}")
+        results = [Rejected(m.id, error) for m in messages]
     outcomes.extend(zip(messages, results, strict=True))
+    if any(isinstance(r, Rejected) and isinstance(r.error, Throttled) for r in results):
+        with contextlib.suppress(Exception):  # a slower bucket is an optimisation
+            ctx.bucket(key.provider).penalize()
 
 
 def _retry_batches(written: Written) -> dict[tuple[str, float], list[str]]:

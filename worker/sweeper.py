@@ -38,11 +38,13 @@ from sqlalchemy.orm import Session
 
 from models.status import CampaignStatus, EventSource, MessageStatus
 from models.tables import Campaign, Message, MessageEvent
+from models.transitions import move_campaign_messages
 from smsq.names import QUEUE_FOR_KIND
 from worker.campaign_progress import finish_campaigns
 from worker.claims import add_events
 
 S = MessageStatus
+UNSENT = (S.ACCEPTED, S.SCHEDULED, S.QUEUED)
 
 
 @dataclass
@@ -99,10 +101,13 @@ def sweep(
     plan.leases_expired = len(lost)
 
     # 1 and 2. Queued rows to wake up again.
+    running = select(Campaign.id).where(Campaign.status == CampaignStatus.RUNNING)
     due = and_(
         Message.status == S.QUEUED,
         or_(Message.send_at.is_(None), Message.send_at <= now),
         or_(Message.retry_at.is_(None), Message.retry_at <= now),
+        # A paused campaign's rows wait for resume (which re-enqueues them).
+        or_(Message.campaign_id.is_(None), Message.campaign_id.in_(running)),
     )
     if not broker_lost:
         due = and_(due, Message.updated_at < stale)
@@ -136,11 +141,28 @@ def sweep(
         for mid, kind in unknown:
             plan.resend_unknown.setdefault(QUEUE_FOR_KIND[kind], []).append(mid)
 
-    # 5. Campaigns.
-    running = list(
+    # 5. Campaigns. A cancelled one's rows that went back to queued after the
+    # cancel (a retry answered late, a chunk of an upload still being read)
+    # are cancelled too.
+    cancelled = session.scalars(
+        select(Campaign.id).where(
+            Campaign.status == CampaignStatus.CANCELLED,
+            Campaign.id.in_(select(Message.campaign_id).where(Message.status.in_(UNSENT))),
+        )
+    ).all()
+    for campaign_id in cancelled:
+        move_campaign_messages(
+            session,
+            campaign_id,
+            from_statuses=UNSENT,
+            to=S.CANCELLED,
+            source=EventSource.SWEEPER,
+            now=now,
+        )
+    running_ids = list(
         session.scalars(select(Campaign.id).where(Campaign.status == CampaignStatus.RUNNING))
     )
-    finish_campaigns(session, running, now=now)
+    finish_campaigns(session, running_ids, now=now)
     plan.restart_campaigns = list(
         session.scalars(
             select(Campaign.id).where(

@@ -212,3 +212,36 @@ async def test_rows_the_sweeper_took_are_not_sent_by_the_slow_batch(
     sent = harness.sim.stats()["per_transaction"]
     assert messages[2].id not in sent
     assert set(sent) == {messages[0].id, messages[1].id}
+
+
+async def test_a_failing_group_keeps_what_was_sent_and_gives_the_rest_back(
+    harness: Any, queued: Callable[..., list[Message]], session: Session
+) -> None:
+    """Regression: one group's error used to leave the whole batch in 'sending'."""
+    real_bucket = harness.ctx.bucket
+
+    def bucket(provider: str) -> Any:
+        if provider == "brand":
+            raise ConnectionError("throttle store down")
+        return real_bucket(provider)
+
+    harness.ctx.bucket = bucket
+    panel = queued(3)
+    brand = queued(3, provider="brand")
+    result = await send_batch(harness.ctx, [m.id for m in panel + brand])
+    assert result.written.sent == 3 and result.released == 3
+    assert {r.status for r in rows(session, panel)} == {S.SENT}
+    back = rows(session, brand)
+    assert {r.status for r in back} == {S.QUEUED} and all(r.attempts == 0 for r in back)
+    assert sorted(harness.enqueued.ids) == sorted(m.id for m in brand)
+
+
+async def test_an_unknown_otp_past_its_validity_is_not_resent(
+    harness: Any, queued: Callable[..., list[Message]]
+) -> None:
+    """Regression: the one resend ignored validity and sent a stale code."""
+    [message] = queued(
+        1, status=S.UNKNOWN, kind="otp", expires_at=harness.clock.now - dt.timedelta(seconds=1)
+    )
+    assert (await send_batch(harness.ctx, [message.id], resend_unknown=True)).claimed == 0
+    assert harness.sim.stats()["requests"]["total"] == 0

@@ -105,3 +105,22 @@ def test_no_resend_when_the_provider_reported_anything(
     message.updated_at = ago(400)
     session.commit()
     assert run(session).resend_unknown == {}
+
+
+def test_a_cancelled_campaigns_late_queued_rows_are_cancelled_not_requeued(
+    session: Session, make_message: Callable[..., Message], make_campaign: Callable[..., Any]
+) -> None:
+    """Regression: a retry answered after the cancel put the row back in 'queued'."""
+    cancelled = make_campaign(status=CampaignStatus.CANCELLED)
+    late = make_message(
+        campaign_id=cancelled.id, status=S.QUEUED, kind="campaign", updated_at=ago(120)
+    )
+    paused = make_campaign(status=CampaignStatus.PAUSED)
+    waiting = make_message(
+        campaign_id=paused.id, status=S.QUEUED, kind="campaign", updated_at=ago(120)
+    )
+    plan = run(session)
+    assert plan.requeue == {}  # neither is re-enqueued
+    session.expire_all()
+    assert session.get(Message, late.id).status == S.CANCELLED  # type: ignore[union-attr]
+    assert session.get(Message, waiting.id).status == S.QUEUED  # type: ignore[union-attr]
