@@ -64,9 +64,10 @@ _CLAIMED_COLUMNS = (
 )
 
 
-def _sendable(now: dt.datetime) -> list[ColumnElement[bool]]:
-    """Still worth sending: validity not passed, campaign (if any) running."""
+def _due(now: dt.datetime) -> list[ColumnElement[bool]]:
     return [
+        or_(Message.send_at.is_(None), Message.send_at <= now),
+        or_(Message.retry_at.is_(None), Message.retry_at <= now),
         or_(Message.expires_at.is_(None), Message.expires_at > now),
         or_(
             Message.campaign_id.is_(None),
@@ -74,14 +75,6 @@ def _sendable(now: dt.datetime) -> list[ColumnElement[bool]]:
                 select(Campaign.id).where(Campaign.status == CampaignStatus.RUNNING)
             ),
         ),
-    ]
-
-
-def _due(now: dt.datetime) -> list[ColumnElement[bool]]:
-    return [
-        or_(Message.send_at.is_(None), Message.send_at <= now),
-        or_(Message.retry_at.is_(None), Message.retry_at <= now),
-        *_sendable(now),
     ]
 
 
@@ -110,7 +103,17 @@ def claim(
         where: list[ColumnElement[bool]] = [
             Message.status == S.UNKNOWN,
             Message.unknown_resends == 0,
-            *_sendable(now),
+            or_(Message.expires_at.is_(None), Message.expires_at > now),
+            # A campaign counts as finished while some of its outcomes are
+            # still unknown; only an operator's pause or cancel stops the resend.
+            or_(
+                Message.campaign_id.is_(None),
+                Message.campaign_id.in_(
+                    select(Campaign.id).where(
+                        Campaign.status.not_in([CampaignStatus.PAUSED, CampaignStatus.CANCELLED])
+                    )
+                ),
+            ),
         ]
         values["unknown_resends"] = Message.unknown_resends + 1
     else:

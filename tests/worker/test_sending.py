@@ -245,3 +245,14 @@ async def test_an_unknown_otp_past_its_validity_is_not_resent(
     )
     assert (await send_batch(harness.ctx, [message.id], resend_unknown=True)).claimed == 0
     assert harness.sim.stats()["requests"]["total"] == 0
+
+
+async def test_an_unknown_message_of_a_finished_campaign_is_still_resent_once(
+    harness: Any,
+    queued: Callable[..., list[Message]],
+    make_campaign: Callable[..., Campaign],
+) -> None:
+    """Regression: a campaign finishes while outcomes are unknown; the resend must still go."""
+    campaign = make_campaign(status=CampaignStatus.FINISHED)
+    [message] = queued(1, status=S.UNKNOWN, campaign_id=campaign.id, kind="campaign")
+    assert (await send_batch(harness.ctx, [message.id], resend_unknown=True)).written.sent == 1
