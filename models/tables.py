@@ -134,6 +134,7 @@ class Message(Base):
     send_at: Mapped[dt.datetime | None]
     expires_at: Mapped[dt.datetime | None]
     lease_until: Mapped[dt.datetime | None]  # a row in 'sending' is owned until then
+    lease_token: Mapped[str | None] = mapped_column(String(32))  # which claim owns it
     retry_at: Mapped[dt.datetime | None]  # a 'queued' retry waits until then (backoff)
     parts_sent: Mapped[int] = mapped_column(
         Integer, default=0, server_default="0"

@@ -84,10 +84,13 @@ def claim(
     *,
     now: dt.datetime,
     lease: float,
+    token: str,
     resend_unknown: bool = False,
 ) -> list[Claimed]:
     """Move the claimable ones of ``ids`` to ``sending``; return them.
 
+    ``token`` marks the rows as this claim's: a worker that wakes up after the
+    sweeper took its rows cannot renew or write them as its own.
     ``resend_unknown`` claims ``unknown`` rows instead (the one resend with the
     same transactionId), each at most once. The caller commits.
     """
@@ -97,6 +100,7 @@ def claim(
         "status": S.SENDING,
         "attempts": Message.attempts + 1,
         "lease_until": now + dt.timedelta(seconds=lease),
+        "lease_token": token,
         "updated_at": now,
     }
     if resend_unknown:
@@ -157,7 +161,7 @@ def expire_overdue(session: Session, ids: Sequence[str], *, now: dt.datetime) ->
 
 
 def release(
-    session: Session, ids: Sequence[str], *, now: dt.datetime, retry_at: dt.datetime
+    session: Session, ids: Sequence[str], *, now: dt.datetime, retry_at: dt.datetime, token: str
 ) -> list[str]:
     """Give claimed rows back unsent (the bucket had no tokens for them soon
     enough, or the provider is paused): ``sending -> queued``. Not an attempt."""
@@ -166,11 +170,16 @@ def release(
     released = list(
         session.scalars(
             update(Message)
-            .where(Message.id.in_(list(ids)), Message.status == S.SENDING)
+            .where(
+                Message.id.in_(list(ids)),
+                Message.status == S.SENDING,
+                Message.lease_token == token,
+            )
             .values(
                 status=S.QUEUED,
                 attempts=Message.attempts - 1,
                 lease_until=None,
+                lease_token=None,
                 retry_at=retry_at,
                 updated_at=now,
             )
@@ -219,7 +228,7 @@ def add_events(
 
 
 def renew_lease(
-    session: Session, ids: Sequence[str], *, now: dt.datetime, lease: float
+    session: Session, ids: Sequence[str], *, now: dt.datetime, lease: float, token: str
 ) -> set[str]:
     """Extend the lease of rows still ``sending``; return the ids still owned.
 
@@ -232,7 +241,11 @@ def renew_lease(
     return set(
         session.scalars(
             update(Message)
-            .where(Message.id.in_(list(ids)), Message.status == S.SENDING)
+            .where(
+                Message.id.in_(list(ids)),
+                Message.status == S.SENDING,
+                Message.lease_token == token,
+            )
             .values(lease_until=now + dt.timedelta(seconds=lease))
             .returning(Message.id)
         )

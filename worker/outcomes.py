@@ -72,6 +72,7 @@ def record_outcomes(
     *,
     now: dt.datetime,
     policy: RetryPolicy,
+    token: str,
     rng: random.Random | None = None,
 ) -> Written:
     """Apply ``results`` to the rows and their events. The caller commits."""
@@ -86,7 +87,7 @@ def record_outcomes(
         by_status.setdefault(change.status, []).append((mid, change))
     events: list[dict[str, Any]] = []
     for status, items in by_status.items():
-        _bulk_update(session, status, items, now=now)
+        _bulk_update(session, status, items, now=now, token=token)
         allowed = sources_of(status)
         for mid, change in items:
             events.append(
@@ -185,15 +186,17 @@ def _bulk_update(
     items: Iterable[tuple[str, _Change]],
     *,
     now: dt.datetime,
+    token: str,
 ) -> None:
     """One executemany for every row moving to ``status``."""
     rows = list(items)
     keys = sorted({k for _, change in rows for k in change.values})
     params = [
-        {"b_id": mid, **{f"b_{k}": change.values.get(k) for k in keys}} for mid, change in rows
+        {"b_id": mid, "b_token": token, **{f"b_{k}": change.values.get(k) for k in keys}}
+        for mid, change in rows
     ]
     values: dict[str, Any] = {k: bindparam(f"b_{k}") for k in keys}
-    values.update(status=status, updated_at=now, lease_until=None)
+    values.update(status=status, updated_at=now, lease_until=None, lease_token=None)
     if status is S.SENT:
         values["sent_at"] = now
     if status in (S.FAILED, S.EXPIRED):
@@ -204,6 +207,12 @@ def _bulk_update(
             messages.c.id == bindparam("b_id"),
             # No IN (...): an expanding parameter cannot go through executemany.
             or_(*(messages.c.status == source.value for source in sorted(sources_of(status)))),
+            # A row in 'sending' must still be this claim's: after the sweeper
+            # took it, another claim may be sending it right now.
+            or_(
+                messages.c.status != S.SENDING.value,
+                messages.c.lease_token == bindparam("b_token"),
+            ),
         )
         .values(values)
     )

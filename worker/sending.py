@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import random
+import secrets
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -94,10 +95,13 @@ async def send_batch(
     """Send the messages of ``ids`` that can be claimed; return what happened."""
     result = BatchResult()
     now = ctx.clock()
+    token = secrets.token_hex(8)
     with ctx.sessions() as session:
         if not resend_unknown:
             result.expired_unsent = len(expire_overdue(session, ids, now=now))
-        claimed = claim(session, ids, now=now, lease=ctx.lease, resend_unknown=resend_unknown)
+        claimed = claim(
+            session, ids, now=now, lease=ctx.lease, token=token, resend_unknown=resend_unknown
+        )
         session.commit()
     result.claimed = len(claimed)
     if not claimed:
@@ -109,7 +113,7 @@ async def send_batch(
     outcomes: list[tuple[Claimed, Outcome]] = []
     released: list[Claimed] = []
     waits: list[float] = []
-    lease = _Lease(ctx, [m.id for m in claimed])
+    lease = _Lease(ctx, [m.id for m in claimed], token)
     keeper = asyncio.create_task(lease.keep())
     try:
         await asyncio.gather(
@@ -125,9 +129,9 @@ async def send_batch(
         later = ctx.clock()
         if released:
             retry_at = later + dt.timedelta(seconds=max(waits, default=1.0))
-            release(session, [m.id for m in released], now=later, retry_at=retry_at)
+            release(session, [m.id for m in released], now=later, retry_at=retry_at, token=token)
         result.written = record_outcomes(
-            session, outcomes, now=later, policy=ctx.policy, rng=ctx.rng
+            session, outcomes, now=later, policy=ctx.policy, token=token, rng=ctx.rng
         )
         finish_campaigns(session, {m.campaign_id for m in claimed if m.campaign_id}, now=later)
         session.commit()
@@ -182,9 +186,10 @@ def _tokens(message: Claimed) -> int:
 class _Lease:
     """Keeps a batch's rows leased while it works; knows which it still owns."""
 
-    def __init__(self, ctx: SendContext, ids: list[str]) -> None:
+    def __init__(self, ctx: SendContext, ids: list[str], token: str) -> None:
         self.ctx = ctx
         self.ids = ids
+        self.token = token
         self.owned = set(ids)
 
     async def keep(self) -> None:
@@ -192,7 +197,7 @@ class _Lease:
             await asyncio.sleep(self.ctx.lease / 3)
             with self.ctx.sessions() as session:
                 self.owned = renew_lease(
-                    session, self.ids, now=self.ctx.clock(), lease=self.ctx.lease
+                    session, self.ids, now=self.ctx.clock(), lease=self.ctx.lease, token=self.token
                 )
                 session.commit()
 

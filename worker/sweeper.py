@@ -84,6 +84,7 @@ def sweep(
             .values(
                 status=S.UNKNOWN,
                 lease_until=None,
+                lease_token=None,
                 updated_at=now,
                 error_detail="worker lost while sending (lease expired)",
             )

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from models.status import CampaignStatus, MessageStatus
@@ -256,3 +256,36 @@ async def test_an_unknown_message_of_a_finished_campaign_is_still_resent_once(
     campaign = make_campaign(status=CampaignStatus.FINISHED)
     [message] = queued(1, status=S.UNKNOWN, campaign_id=campaign.id, kind="campaign")
     assert (await send_batch(harness.ctx, [message.id], resend_unknown=True)).written.sent == 1
+
+
+async def test_a_worker_that_wakes_after_losing_its_rows_neither_renews_nor_writes_them(
+    harness: Any, queued: Callable[..., list[Message]], session: Session
+) -> None:
+    """A frozen worker's rows were taken and resent by another claim: hands off."""
+    from providers.base import Rejected
+    from providers.errors import QueueFull
+    from worker.claims import claim, renew_lease
+    from worker.outcomes import record_outcomes
+
+    [message] = queued(1)
+    now = harness.clock.now
+    [mine] = claim(session, [message.id], now=now, lease=1, token="frozen")
+    session.commit()
+    # The sweeper found the lease expired; the resend claimed it for someone else.
+    session.execute(
+        update(Message).where(Message.id == message.id).values(status=S.UNKNOWN, lease_token=None)
+    )
+    session.commit()
+    claim(session, [message.id], now=now, lease=60, token="other", resend_unknown=True)
+    session.commit()
+    assert renew_lease(session, [message.id], now=now, lease=60, token="frozen") == set()
+    record_outcomes(
+        session,
+        [(mine, Rejected(message.id, QueueFull("late")))],
+        now=now,
+        policy=harness.ctx.policy,
+        token="frozen",
+    )
+    session.commit()
+    [row] = rows(session, [message])
+    assert row.status == S.SENDING and row.lease_token == "other"  # untouched
