@@ -23,7 +23,7 @@ from typing import ClassVar
 
 import httpx
 
-from models.sms_text import Encoding, analyze
+from models.sms_text import Encoding, SmsText, analyze
 from providers.accounts import PanelSmsAccount
 from providers.base import Accepted, Outbound, Outcome, Recipient, Rejected
 from providers.codes import Code
@@ -61,14 +61,17 @@ class PanelSmsAdapter:
         self.max_parts = max_parts
 
     async def send(self, outbound: Outbound, client: httpx.AsyncClient) -> list[Outcome]:
+        sms = analyze(outbound.text, max_parts=self.max_parts)  # once for all recipients
         results = await asyncio.gather(
-            *(self._send_one(outbound, r, client) for r in outbound.recipients)
+            *(self._send_one(outbound, r, client, sms) for r in outbound.recipients)
         )
         return list(results)
 
-    def requests_for(self, outbound: Outbound, recipient: Recipient) -> list[dict[str, str]]:
+    def requests_for(
+        self, outbound: Outbound, recipient: Recipient, sms: SmsText | None = None
+    ) -> list[dict[str, str]]:
         """The parameters of each request (one per part) for one recipient."""
-        sms = analyze(outbound.text, max_parts=self.max_parts)
+        sms = sms or analyze(outbound.text, max_parts=self.max_parts)
         base = self._base_params(outbound, recipient, sms.encoding)
         total = len(sms.parts)
         if total == 1:
@@ -108,9 +111,9 @@ class PanelSmsAdapter:
         return params
 
     async def _send_one(
-        self, outbound: Outbound, recipient: Recipient, client: httpx.AsyncClient
+        self, outbound: Outbound, recipient: Recipient, client: httpx.AsyncClient, sms: SmsText
     ) -> Outcome:
-        parts = self.requests_for(outbound, recipient)
+        parts = self.requests_for(outbound, recipient, sms)
         accepted: Accepted | None = None
         for index, params in enumerate(
             parts[recipient.first_part - 1 :], start=recipient.first_part

@@ -11,8 +11,12 @@ or a resend with the same transactionId.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import random
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -30,6 +34,7 @@ NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 IN_CALL_ATTEMPTS = 3
 IN_CALL_MAX_WAIT = 0.5  # seconds; longer waits belong to the worker's retry with countdown
+FIRST_RETRY_WAIT = 0.05  # seconds, at most, before the second attempt
 
 
 def vendor_encode(params: dict[str, str]) -> str:
@@ -56,21 +61,32 @@ async def send_request(
     if form is not None:
         content = vendor_encode(form).encode("ascii")
         headers["Content-Type"] = "application/x-www-form-urlencoded"
-    request_timeout = httpx.Timeout(timeout, connect=5.0, pool=5.0) if timeout else None
+    kwargs: dict[str, Any] = {"headers": headers}
+    if timeout:
+        kwargs["timeout"] = _timeout(timeout)
+    if json is not None:
+        kwargs["json"] = json
+    else:
+        kwargs["content"] = content
+
+    async def attempt() -> httpx.Response:
+        return await client.request(method, url, **kwargs)
+
     try:
-        async for attempt in AsyncRetrying(
+        try:
+            # The common case costs no retry machinery: tenacity only takes
+            # over once a first attempt provably never left.
+            return await attempt()
+        except NEVER_SENT:
+            await asyncio.sleep(random.uniform(0, FIRST_RETRY_WAIT))
+        async for retry in AsyncRetrying(
             retry=retry_if_exception_type(NEVER_SENT),
-            stop=stop_after_attempt(IN_CALL_ATTEMPTS),
+            stop=stop_after_attempt(IN_CALL_ATTEMPTS - 1),
             wait=wait_random_exponential(multiplier=0.05, max=IN_CALL_MAX_WAIT),
             reraise=True,
         ):
-            with attempt:
-                kwargs: dict[str, object] = {"headers": headers}
-                if request_timeout is not None:
-                    kwargs["timeout"] = request_timeout
-                if json is not None:
-                    return await client.request(method, url, json=json, **kwargs)  # type: ignore[arg-type]
-                return await client.request(method, url, content=content, **kwargs)  # type: ignore[arg-type]
+            with retry:
+                return await attempt()
     except NEVER_SENT as exc:
         raise TransportError(
             f"request never reached the provider after {IN_CALL_ATTEMPTS} attempts: "
@@ -80,6 +96,11 @@ async def send_request(
         # Read/write timeouts, a connection dropped mid-answer: it may have been sent.
         raise OutcomeUnknown(f"no answer from the provider: {type(exc).__name__}") from None
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@lru_cache(maxsize=32)
+def _timeout(read: float) -> httpx.Timeout:
+    return httpx.Timeout(read, connect=5.0, pool=5.0)
 
 
 def retry_after(response: httpx.Response) -> float | None:
