@@ -19,7 +19,7 @@ import fakeredis
 import pytest
 import redis
 from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import make_engine, make_sessionmaker
 from models.migrate import upgrade
@@ -111,6 +111,11 @@ def engine(db_url: str) -> Iterator[Engine]:
     eng = make_engine(db_url)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return make_sessionmaker(engine)
 
 
 @pytest.fixture

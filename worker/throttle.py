@@ -24,9 +24,7 @@ the rate over time still holds.
 
 from __future__ import annotations
 
-import asyncio
 import math
-import time
 import weakref
 from dataclasses import dataclass
 from importlib.resources import files
@@ -165,24 +163,6 @@ class TokenBucket:
             rate=self.rate * factor / _UNIT,
             burst=self.burst,
         )
-
-    async def take(self, tokens: int, *, max_wait: float) -> bool:
-        """Wait for ``tokens`` (all or nothing) for at most ``max_wait`` seconds.
-
-        Returns False, without waiting, as soon as the next wait would end
-        after the deadline: the caller should then re-enqueue its work with a
-        countdown instead of holding a worker slot. Each attempt is one short
-        blocking Redis round trip on the event loop, which costs less than
-        handing it to a thread.
-        """
-        deadline = time.monotonic() + max_wait
-        while True:
-            grant = self.acquire(tokens)
-            if grant.granted:
-                return True
-            if time.monotonic() + grant.wait > deadline:
-                return False
-            await asyncio.sleep(grant.wait)
 
     def _call(self, mode: str, tokens: int = 0, minimum: int = 0) -> tuple[int, int, int, int]:
         reply = self._script(

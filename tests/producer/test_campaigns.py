@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db import make_sessionmaker
 from models.tables import Campaign, Message, MessageEvent, Suppression
 from producer.api import Producer
 from producer.campaigns import INSERT_CHUNK, MAX_ERRORS
@@ -56,11 +55,6 @@ class RecordingEnqueuer:
     @property
     def ids(self) -> list[str]:
         return [mid for call in self.calls for mid in call.ids]
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return make_sessionmaker(engine)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 import structlog
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from models.db import make_sessionmaker
@@ -89,11 +89,6 @@ def make_settings(db_url: str) -> Settings:
         max_parts=10,
         timezone="Europe/Berlin",
     )
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return make_sessionmaker(engine)
 
 
 @pytest.fixture
