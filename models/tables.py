@@ -115,9 +115,9 @@ class Message(Base):
     text: Mapped[str] = mapped_column(Text)
     sender: Mapped[str | None] = mapped_column(String(32))
     kind: Mapped[str] = mapped_column(String(16), default=MessageKind.TRANSACTIONAL)
-    campaign_id: Mapped[str | None] = mapped_column(
-        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
-    )
+    # No index of its own: uq (campaign_id, to) serves campaign lookups, and
+    # one index less is one less write per row of a million-row campaign.
+    campaign_id: Mapped[str | None] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     provider: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default=MessageStatus.ACCEPTED)
     encoding: Mapped[str] = mapped_column(String(8))  # gsm7 | ucs2
@@ -205,3 +205,80 @@ class OrphanReport(Base):
     error_detail: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any] | None]
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    """A client of the HTTP API. The key itself is shown once and never stored.
+
+    A key reads ``smsq_<prefix>_<secret>``: ``prefix`` finds the row, and the
+    SHA-256 of the whole key is compared in constant time (the secret is 32
+    random bytes, so a fast hash is enough; there is nothing to brute-force).
+    ``webhook_secret`` signs this client's status webhooks; unlike the key it
+    must be readable, because we sign with it.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))  # sha256 hex of the whole key
+    rate_limit: Mapped[int | None] = mapped_column(Integer)  # requests/s; NULL: the default
+    webhook_url: Mapped[str | None] = mapped_column(Text)  # default callback_url
+    webhook_secret: Mapped[str] = mapped_column(String(64))  # whsec_<base64>
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class IdempotencyRecord(Base):
+    """The first answer to a POST carrying an ``Idempotency-Key``.
+
+    Inserted before the request is handled (``status_code`` NULL), so a
+    concurrent request with the same key finds it and waits for the answer
+    instead of creating a second message.
+    """
+
+    __tablename__ = "idempotency_records"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))  # method, path and body
+    status_code: Mapped[int | None] = mapped_column(Integer)  # NULL: still running
+    body: Mapped[str | None] = mapped_column(Text)  # the answer, as sent
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class WebhookDelivery(Base):
+    """One status webhook to a customer's endpoint (an outbox row).
+
+    Made from an applied ``message_events`` row of a message with a
+    ``callback_url``; ``id`` is the ``webhook-id`` header, the same on every
+    retry so the receiver can deduplicate; ``payload`` is the exact body
+    that was signed.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index(None, "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_id: Mapped[int] = mapped_column(BigId, unique=True)
+    message_id: Mapped[str] = mapped_column(String(36), index=True)
+    client_id: Mapped[str] = mapped_column(String(64), default="")
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[dt.datetime | None]
+
+
+class DisabledWebhookEndpoint(Base):
+    """An endpoint that answered 410 Gone: nothing more is sent to it."""
+
+    __tablename__ = "disabled_webhook_endpoints"
+
+    url: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    disabled_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

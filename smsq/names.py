@@ -15,7 +15,9 @@ from models.status import MessageKind
 QUEUE_OTP = "otp"
 QUEUE_TRANSACTIONAL = "transactional"
 QUEUE_CAMPAIGN = "campaign"
-QUEUES = (QUEUE_OTP, QUEUE_TRANSACTIONAL, QUEUE_CAMPAIGN)
+# Status webhooks to customers: a slow customer endpoint must not hold up sends.
+QUEUE_WEBHOOKS = "webhooks"
+QUEUES = (QUEUE_OTP, QUEUE_TRANSACTIONAL, QUEUE_CAMPAIGN, QUEUE_WEBHOOKS)
 
 QUEUE_FOR_KIND: dict[str, str] = {
     MessageKind.OTP: QUEUE_OTP,
@@ -28,6 +30,8 @@ TASK_SEND = "smsq.send_messages"  # args: [message ids]
 TASK_START_CAMPAIGN = "smsq.start_campaign"  # args: campaign id
 TASK_PROMOTE = "smsq.promote_scheduled"  # beat
 TASK_SWEEP = "smsq.sweep"  # beat
+TASK_DISPATCH_WEBHOOKS = "smsq.dispatch_webhooks"  # beat: status events -> deliveries
+TASK_DELIVER_WEBHOOK = "smsq.deliver_webhook"  # args: delivery id
 
 # --- Redis keys --------------------------------------------------------------
 # Every key smsq writes starts with this prefix, so an operator can list or
@@ -38,6 +42,11 @@ REDIS_PREFIX = "smsq:"
 def bucket_key(provider: str) -> str:
     """The token bucket of one provider account (a hash: tokens, ts, factor)."""
     return f"{REDIS_PREFIX}bucket:{provider}"
+
+
+def api_rate_key(client_id: str, window: int) -> str:
+    """Requests of one API key in one one-second window (a counter that expires)."""
+    return f"{REDIS_PREFIX}api-rate:{client_id}:{window}"
 
 
 # A marker smsq keeps in the broker's Redis. When it is missing, Redis lost its

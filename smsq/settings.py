@@ -16,7 +16,14 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from providers.accounts import ProviderAccount
@@ -100,6 +107,37 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=500, ge=1, le=10_000, description="messages per task")
     send_concurrency: int = Field(default=100, ge=1, description="requests in flight per worker")
+
+    # --- HTTP API
+    api_rate_limit: int = Field(
+        default=100, ge=1, description="requests per second per API key (a key may override)"
+    )
+    api_key_cache_seconds: float = Field(
+        default=1.0, ge=0, description="a checked API key is trusted this long (revocation lag)"
+    )
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="largest JSON body")
+    max_upload_bytes: int = Field(
+        default=1_073_741_824, ge=1024, description="largest CSV upload (streamed, not held)"
+    )
+    max_recipients: int = Field(default=1000, ge=1, description="numbers in one POST /v1/messages")
+    idempotency_ttl: int = Field(
+        default=86_400, gt=0, description="an Idempotency-Key is remembered this long"
+    )
+
+    # --- status webhooks to customers
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="signs webhooks of messages sent with the Python API"
+    )
+    webhook_allow_http: bool = Field(
+        default=False, description="allow http:// callback URLs (local development only)"
+    )
+    webhook_allow_private: bool = Field(
+        default=False, description="allow private/loopback targets (local development only)"
+    )
+    webhook_timeout: float = Field(default=10.0, gt=0, description="one webhook request")
+    webhook_retry_for: int = Field(
+        default=86_400, gt=0, description="retry a failing webhook this long"
+    )
 
     @field_validator("public_url")
     @classmethod
