@@ -133,12 +133,14 @@ class Producer:
         validity: int | None = None,
         stop_list: bool = True,
         client_id: str = "",
+        flash: bool = False,
     ) -> MessageReceipt:
         """Accept one OTP or transactional SMS; see the module docstring.
 
         ``stop_list=False`` skips the stop list (an OTP the user just asked
         for). With an ``idempotency_key`` a repeated call by the same
         ``client_id`` returns the first call's message, whatever it carried.
+        ``flash`` asks for a flash SMS (shown, not stored; one part only).
         """
         settings = self.settings
         now = self.clock()
@@ -151,6 +153,8 @@ class Producer:
         sender = check_sender(sender)
         callback_url = check_callback_url(callback_url)
         check_idempotency(client_id, idempotency_key)
+        if flash and sms.segments > 1:
+            raise InvalidField("flash", "a flash SMS must fit in one part")
 
         with self.sessions() as session:
             if idempotency_key is not None:
@@ -174,6 +178,7 @@ class Producer:
                 encoding=sms.encoding.value,
                 segments=sms.segments,
                 stop_list=stop_list,
+                flash=flash,
                 callback_url=callback_url,
                 client_id=client_id,
                 idempotency_key=idempotency_key,
@@ -343,6 +348,7 @@ def send(
     validity: int | None = None,
     stop_list: bool = True,
     client_id: str = "",
+    flash: bool = False,
 ) -> MessageReceipt:
     """:meth:`Producer.send` on the default producer."""
     return default_producer().send(
@@ -357,6 +363,7 @@ def send(
         validity=validity,
         stop_list=stop_list,
         client_id=client_id,
+        flash=flash,
     )
 
 
