@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,15 +31,12 @@ import httpx
 import redis
 from sqlalchemy import func, insert, select, text
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models.db import make_engine  # noqa: E402
-from models.ids import new_id  # noqa: E402
-from models.migrate import upgrade  # noqa: E402
-from models.tables import Message  # noqa: E402
+from bench._stack import BIN, Stack, free_port, scratch_dir
+from models.ids import new_id
+from models.tables import Message
 
-BIN = Path(sys.executable).parent
 PROVIDERS = """
 [providers.panel]
 adapter = "panelsms"
@@ -54,43 +50,26 @@ dlr = false
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Run:
+class Run(Stack):
     def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
         self.args = args
-        self.tmp = tmp
-        self.processes: list[subprocess.Popen[bytes]] = []
-        admin = make_engine(args.postgres, isolation_level="AUTOCOMMIT")
-        self.db_name = f"smsq_bench_{os.getpid()}"
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.db_name}"'))
-            conn.execute(text(f'CREATE DATABASE "{self.db_name}"'))
-        admin.dispose()
-        self.db_url = args.postgres.rsplit("/", 1)[0] + f"/{self.db_name}"
-        upgrade(self.db_url)
-        self.engine = make_engine(self.db_url)
-        self.redis = redis.Redis.from_url(args.redis)
-        self.redis.flushdb()
         sim_port = free_port()
         self.sim_url = f"http://127.0.0.1:{sim_port}"
         providers = tmp / "providers.toml"
         providers.write_text(PROVIDERS.format(sim=self.sim_url))
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "SMSQ_DATABASE_URL": self.db_url,
-            "SMSQ_REDIS_URL": args.redis,
-            "SMSQ_BROKER_URL": args.redis,
-            "SMSQ_PROVIDERS_FILE": str(providers),
-            "SMSQ_DEFAULT_PROVIDER": "panel",
-            "SMSQ_LOG_LEVEL": "WARNING",
-            "NAIVE_PANELSMS_URL": f"{self.sim_url}/sendMtSms.php",
-        }
+        super().__init__(
+            args.postgres,
+            tmp,
+            {
+                "SMSQ_REDIS_URL": args.redis,
+                "SMSQ_BROKER_URL": args.redis,
+                "SMSQ_PROVIDERS_FILE": str(providers),
+                "SMSQ_DEFAULT_PROVIDER": "panel",
+                "NAIVE_PANELSMS_URL": f"{self.sim_url}/sendMtSms.php",
+            },
+        )
+        self.redis = redis.Redis.from_url(args.redis)
+        self.redis.flushdb()
         self.spawn(
             [
                 str(BIN / "smsq"),
@@ -103,19 +82,6 @@ class Run:
             "simulator",
         )
         self.wait_http(f"{self.sim_url}/_stats")
-
-    def spawn(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
-        log = (self.tmp / f"{name}.log").open("wb")
-        process = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.processes.append(process)
-        return process
 
     def worker(self, app: str, queue: str, name: str) -> subprocess.Popen[bytes]:
         process = self.spawn(
@@ -140,23 +106,8 @@ class Run:
             ],
             name,
         )
-        log = self.tmp / f"{name}.log"
-        deadline = time.monotonic() + 60
-        while " ready." not in log.read_text(errors="replace"):
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit(f"{name} did not start:\n{log.read_text()[-2000:]}")
-            time.sleep(0.1)
+        self.wait_for_log(process, name, " ready.")
         return process
-
-    def wait_http(self, url: str) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise SystemExit(f"{url} did not answer")
 
     def sim_stats(self) -> dict[str, Any]:
         return dict(httpx.get(f"{self.sim_url}/_stats", timeout=10).json())
@@ -182,21 +133,6 @@ class Run:
             if time.perf_counter() > deadline:
                 raise SystemExit(f"only {self.sent()} of {n} sent after {self.args.timeout} s")
             time.sleep(0.05)
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                os.killpg(process.pid, 15)
-        for process in self.processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, 9)
-        self.engine.dispose()
-        admin = make_engine(self.args.postgres, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def numbers(n: int) -> list[str]:
@@ -293,9 +229,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
 
-    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"smsq-bench-{os.getpid()}"
-    tmp.mkdir(parents=True, exist_ok=True)
-    run = Run(args, tmp)
+    run = Run(args, scratch_dir("bench"))
     try:
         from celery import Celery
 

@@ -34,13 +34,13 @@ Decisions:
   locks, so the transaction starts with ``BEGIN IMMEDIATE`` (the database's
   write lock, waited for through the busy timeout): two reports for one
   message are applied one after the other, never both from the same old
-  status. One commit per report.
+  status. One commit per report, or one per batch (:func:`record_reports`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,15 +80,117 @@ def record_report(
     ``accounts`` limits matching to messages sent through those provider
     accounts; ``None`` matches any.
     """
+    result = _record(session, report, raw=raw, accounts=accounts, keep_orphan=keep_orphan)
+    session.commit()  # also releases SQLite's write lock
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class ReportToRecord:
+    """One report for :func:`record_reports`; the arguments of :func:`record_report`."""
+
+    report: DeliveryReport
+    raw: dict[str, Any]
+    accounts: Collection[str] | None
+
+
+def record_reports(
+    session: Session, items: Sequence[ReportToRecord]
+) -> list[ReportResult | Exception]:
+    """Record many reports in one transaction; a result or an error per item, in order.
+
+    One commit for the batch instead of one per report, and one locking read
+    of all their messages instead of one each, is what lets the receiver keep
+    up with a provider's burst of reports. The reports are then applied one
+    by one, in arrival order, exactly as :func:`record_report` would. If the
+    batch fails as a whole (a deadlock with a worker's write, a row that
+    cannot be stored), it is rolled back and every report is recorded on its
+    own, so one bad report costs only itself.
+    """
+    results: list[ReportResult | Exception] = []
+    try:
+        found = _MessagesOf(session, [item.report for item in items])
+        for item in items:
+            results.append(
+                _record(session, item.report, raw=item.raw, accounts=item.accounts, found=found)
+            )
+        session.commit()
+        return results
+    except Exception:
+        session.rollback()
+    results = []
+    for item in items:
+        try:
+            results.append(
+                record_report(session, item.report, raw=item.raw, accounts=item.accounts)
+            )
+        except Exception as exc:
+            session.rollback()
+            results.append(exc)
+    return results
+
+
+class _MessagesOf:
+    """The messages a batch of reports may match, read (and locked) at once."""
+
+    def __init__(self, session: Session, reports: Sequence[DeliveryReport]) -> None:
+        ids = sorted({r.message_id for r in reports if r.message_id is not None})
+        sms_ids = sorted(
+            {
+                r.provider_message_id
+                for r in reports
+                if r.message_id is None and r.provider_message_id is not None
+            }
+        )
+        self.by_id: dict[str, Message] = {}
+        self.by_sms_id: dict[str, list[Message]] = {}
+        if not ids and not sms_ids:
+            return
+        _lock_for_write(session)
+        query = (
+            select(Message)
+            .where(or_(Message.id.in_(ids), Message.provider_message_id.in_(sms_ids)))
+            .order_by(Message.id)  # one lock order for every batch: no deadlock between two
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        for message in session.scalars(query):
+            self.by_id[message.id] = message
+            if message.provider_message_id is not None:
+                self.by_sms_id.setdefault(message.provider_message_id, []).append(message)
+
+    def match(self, report: DeliveryReport, accounts: Collection[str] | None) -> Message | None:
+        """What :func:`_match` would find, from the rows already read."""
+        if report.message_id is not None:
+            candidates = [m for m in [self.by_id.get(report.message_id)] if m is not None]
+        else:
+            candidates = self.by_sms_id.get(report.provider_message_id or "", [])
+        if accounts is not None:
+            candidates = [m for m in candidates if m.provider in accounts]
+        return max(candidates, key=lambda m: m.created_at, default=None)
+
+
+def _record(
+    session: Session,
+    report: DeliveryReport,
+    *,
+    raw: dict[str, Any],
+    accounts: Collection[str] | None,
+    keep_orphan: bool = True,
+    found: _MessagesOf | None = None,
+) -> ReportResult:
+    """:func:`record_report` without the commit; ``found``: messages read beforehand."""
     query = _match(report, accounts)
     if query is None:
         return ReportResult(matched=False, changed=False)
-    _lock_for_write(session)
-    message = session.execute(query).scalars().first()
+    if found is not None:
+        message = found.match(report, accounts)
+    else:
+        _lock_for_write(session)
+        message = session.execute(query).scalars().first()
     if message is None:
         if keep_orphan:
             session.add(_orphan(report, raw, accounts))
-        session.commit()  # releases SQLite's write lock
         return ReportResult(matched=False, changed=False)
 
     changed = apply_status(
@@ -107,7 +209,6 @@ def record_report(
     if changed and report.status in _FAILURES:
         message.error_code = report.error_code
         message.error_detail = report.error_detail or _default_failure(report)
-    session.commit()
     return ReportResult(
         matched=True, changed=changed, message_id=message.id, status=S(message.status)
     )

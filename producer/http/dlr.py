@@ -1,7 +1,9 @@
 """The delivery-report receiver: ``GET /dlr/brand`` and ``POST /dlr/panelsms``.
 
 Both speak the vendor's format (shared providers README) and hand the parsed
-report to :func:`providers.report_recording.record_report`.
+report to the app's :class:`~producer.http.report_batcher.ReportBatcher`,
+which records it (:func:`providers.report_recording.record_reports`) together
+with the reports arriving at the same time, in one commit, before answering.
 
 Answers:
 
@@ -34,10 +36,11 @@ import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from producer.http.deps import AppSettings, DbSession
+from producer.http.deps import AppSettings, get_database
 from producer.http.metrics import DLR_UNMATCHED
+from producer.http.report_batcher import ReportBatcher
 from providers.accounts import BrandAccount, PanelSmsAccount
-from providers.report_recording import record_report
+from providers.report_recording import ReportToRecord
 from providers.reports import ReportError, parse_brand_report, parse_panelsms_report
 from smsq.settings import Settings
 
@@ -47,8 +50,20 @@ log = structlog.get_logger("smsq.dlr")
 BRAND_KEY_PARAM = "key"
 
 
+def report_batcher(request: Request) -> ReportBatcher:
+    """The app's batcher, made on first use (the app's database is lazy too)."""
+    state = request.app.state
+    batcher: ReportBatcher | None = getattr(state, "report_batcher", None)
+    if batcher is None:
+        batcher = state.report_batcher = ReportBatcher(get_database(request).session_factory)
+    return batcher
+
+
+Batcher = Annotated[ReportBatcher, Depends(report_batcher)]
+
+
 @router.get("/brand", response_class=PlainTextResponse)
-def brand_report(request: Request, db: DbSession, settings: AppSettings) -> Response:
+async def brand_report(request: Request, batcher: Batcher, settings: AppSettings) -> Response:
     params = dict(request.query_params)
     accounts = brand_accounts_for_key(settings, params.get(BRAND_KEY_PARAM))
     sms_id = params.get("smsID")
@@ -61,7 +76,7 @@ def brand_report(request: Request, db: DbSession, settings: AppSettings) -> Resp
         log.warning("dlr.invalid", adapter="brand", sms_id=sms_id, problem=str(exc))
         return _invalid(exc)
     raw = {name: value for name, value in params.items() if name != BRAND_KEY_PARAM}
-    result = record_report(db, report, raw=raw, accounts=accounts)
+    result = await batcher.record(ReportToRecord(report, raw, accounts))
     _log_result(
         "brand",
         result.matched,
@@ -89,9 +104,9 @@ async def json_object_body(request: Request) -> dict[str, Any]:
 
 
 @router.post("/panelsms")
-def panelsms_report(
+async def panelsms_report(
     body: Annotated[dict[str, Any], Depends(json_object_body)],
-    db: DbSession,
+    batcher: Batcher,
     settings: AppSettings,
 ) -> Response:
     tid = body.get("transactionId")
@@ -101,7 +116,7 @@ def panelsms_report(
         log.warning("dlr.invalid", adapter="panelsms", transaction_id=tid, problem=str(exc))
         return _invalid(exc)
     accounts = [n for n, a in settings.providers.items() if isinstance(a, PanelSmsAccount)]
-    result = record_report(db, report, raw=body, accounts=accounts)
+    result = await batcher.record(ReportToRecord(report, body, accounts))
     _log_result(
         "panelsms",
         result.matched,

@@ -14,8 +14,13 @@ from sqlalchemy.orm import Session
 from models.db import make_sessionmaker
 from models.status import EventSource
 from models.status import MessageStatus as S
-from models.tables import Message, MessageEvent
-from providers.report_recording import record_report
+from models.tables import Message, MessageEvent, OrphanReport
+from providers.report_recording import (
+    ReportResult,
+    ReportToRecord,
+    record_report,
+    record_reports,
+)
 from providers.reports import DeliveryReport, parse_brand_report, parse_panelsms_report
 
 MakeMessage = Callable[..., Message]
@@ -252,3 +257,57 @@ def test_orphans_nobody_claims_are_dropped_after_a_while(session: Session) -> No
     assert replay_orphans(session) == 0
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
     assert drop_old_orphans(session, older_than=later) == 1
+
+
+# --- record_reports: many reports, one transaction ---------------------------
+
+
+def to_record(pair: tuple[DeliveryReport, dict[str, Any]], accounts: list[str]) -> ReportToRecord:
+    return ReportToRecord(pair[0], pair[1], accounts)
+
+
+def test_a_batch_applies_every_report_in_order_and_keeps_the_unmatched(
+    session: Session, make_message: MakeMessage
+) -> None:
+    first = make_message(provider="panel", status=S.SENT)
+    second = make_message(provider="panel", status=S.SENT)
+    items = [
+        to_record(panelsms(second.id, "delivered"), ["panel"]),
+        to_record(panelsms("no-such-id", "delivered"), ["panel"]),
+        to_record(panelsms(first.id, "failed", 11, "barred"), ["panel"]),
+        to_record(panelsms(second.id, "failed"), ["panel"]),  # too late: delivered sticks
+    ]
+    results = record_reports(session, items)
+    assert [r.status if isinstance(r, ReportResult) else r for r in results] == [
+        S.DELIVERED,
+        None,
+        S.FAILED,
+        S.DELIVERED,
+    ]
+    assert [isinstance(r, ReportResult) and r.changed for r in results] == [
+        True,
+        False,
+        True,
+        False,
+    ]
+    assert row(session, first).error_code == 11
+    assert row(session, second).status == S.DELIVERED
+    assert [e.applied for e in events(session, second)] == [True, False]
+    orphans = list(session.scalars(select(OrphanReport)))
+    assert [o.message_id for o in orphans] == ["no-such-id"]
+
+
+def test_a_report_that_cannot_be_written_fails_alone(
+    session: Session, make_message: MakeMessage
+) -> None:
+    good = make_message(provider="panel", status=S.SENT)
+    bad_report, _raw = panelsms(good.id, "delivered")
+    unstorable = {"payload": object()}  # not JSON: the flush fails
+    items = [
+        ReportToRecord(*panelsms(good.id, "delivered"), ["panel"]),
+        ReportToRecord(bad_report, unstorable, ["panel"]),
+    ]
+    results = record_reports(session, items)
+    assert isinstance(results[0], ReportResult) and results[0].status == S.DELIVERED
+    assert isinstance(results[1], Exception)
+    assert row(session, good).status == S.DELIVERED

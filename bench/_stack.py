@@ -1,0 +1,108 @@
+"""What the end-to-end benchmarks share: a scratch database and child processes.
+
+``Stack`` creates its own PostgreSQL database (dropped at ``stop``), migrates
+it, and spawns servers and workers as separate processes in their own session
+(so the driver never shares their GIL and ``stop`` kills whole trees). Their
+output goes to ``<tmp>/<name>.log``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from models.db import make_engine  # noqa: E402
+from models.migrate import upgrade  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Stack:
+    def __init__(self, postgres: str, tmp: Path, env: dict[str, str] | None = None) -> None:
+        self.postgres = postgres
+        self.tmp = tmp
+        self.processes: list[subprocess.Popen[bytes]] = []
+        admin = make_engine(postgres, isolation_level="AUTOCOMMIT")
+        self.db_name = f"smsq_bench_{os.getpid()}"
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.db_name}"'))
+            conn.execute(text(f'CREATE DATABASE "{self.db_name}"'))
+        admin.dispose()
+        self.db_url = postgres.rsplit("/", 1)[0] + f"/{self.db_name}"
+        upgrade(self.db_url)
+        self.engine = make_engine(self.db_url)
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "SMSQ_DATABASE_URL": self.db_url,
+            "SMSQ_LOG_LEVEL": "WARNING",
+            **(env or {}),
+        }
+
+    def spawn(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
+        log = (self.tmp / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def wait_for_log(self, process: subprocess.Popen[bytes], name: str, line: str) -> None:
+        log = self.tmp / f"{name}.log"
+        deadline = time.monotonic() + 60
+        while line not in log.read_text(errors="replace"):
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise SystemExit(f"{name} did not start:\n{log.read_text()[-2000:]}")
+            time.sleep(0.1)
+
+    def wait_http(self, url: str) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise SystemExit(f"{url} did not answer")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, 15)
+        for process in self.processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, 9)
+        self.engine.dispose()
+        admin = make_engine(self.postgres, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def scratch_dir(name: str) -> Path:
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"smsq-{name}-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    return tmp
