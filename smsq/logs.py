@@ -18,6 +18,26 @@ import structlog
 
 _configured = False
 
+_SHARED: list[structlog.types.Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+def formatter(*, json: bool) -> logging.Formatter:
+    """The formatter of smsq's log lines: JSON, or key=value for a terminal."""
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    return structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        foreign_pre_chain=_SHARED,
+    )
+
 
 def configure(*, json: bool | None = None, level: str | None = None) -> None:
     """Set up structlog and the root handler once per process."""
@@ -28,34 +48,18 @@ def configure(*, json: bool | None = None, level: str | None = None) -> None:
     if json is None:
         json = os.environ.get("SMSQ_LOG_JSON", "") not in ("", "0", "false")
     level = level or os.environ.get("SMSQ_LOG_LEVEL", "INFO")
-    shared: list[structlog.types.Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
-            *shared,
+            *_SHARED,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer()
-        if json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
     handler = logging.StreamHandler()
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-            foreign_pre_chain=shared,
-        )
-    )
+    handler.setFormatter(formatter(json=json))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

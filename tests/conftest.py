@@ -8,6 +8,7 @@ cannot turn the suite silently green.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -33,10 +34,26 @@ POSTGRES_URL = os.environ.get("SMSQ_TEST_POSTGRES_URL", "postgresql://postgres@1
 REQUIRE_SERVICES = os.environ.get("SMSQ_REQUIRE_SERVICES") == "1"
 
 
+# Every log line of the run is also kept here (this process's through a
+# handler, child processes' when their stack stops) for the scan that checks
+# no secret was ever logged: tests/zz_logs/test_logs_hold_no_secrets.py.
+LOG_ARCHIVE = Path(os.environ.get("SMSQ_TEST_LOG_ARCHIVE", f"/tmp/smsq-test-logs-{os.getpid()}"))
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _structured_logs_through_logging() -> None:
+def _structured_logs_through_logging() -> Iterator[None]:
     """structlog through ``logging``, so pytest captures it (and caplog sees it)."""
     logs.configure(json=False, level="INFO")
+    shutil.rmtree(LOG_ARCHIVE, ignore_errors=True)
+    LOG_ARCHIVE.mkdir(parents=True)
+    os.environ["SMSQ_TEST_LOG_ARCHIVE"] = str(LOG_ARCHIVE)  # for archive_log and children
+    archive = logging.FileHandler(LOG_ARCHIVE / "pytest.log", encoding="utf-8")
+    archive.setFormatter(logs.formatter(json=True))
+    root = logging.getLogger()
+    root.addHandler(archive)
+    yield
+    root.removeHandler(archive)
+    archive.close()
 
 
 def need_service(name: str, error: BaseException) -> None:
