@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from models.sms_text import SmsText, TextError, analyze
 from models.status import MessageKind
 from producer.errors import InvalidField
 from producer.numbers import normalize_number
+from smsq import netguard
 from smsq.settings import Settings
 
 __all__ = [
@@ -189,16 +189,33 @@ def check_sender(sender: str | None) -> str | None:
     return sender
 
 
-def check_callback_url(url: str | None) -> str | None:
+def check_callback_url(
+    url: str | None, settings: Settings, *, signed_by_key: bool = False
+) -> str | None:
+    """A status-webhook URL smsq may call (``smsq.netguard``), or None.
+
+    Webhooks are signed: with the API key's secret (``signed_by_key``, the
+    HTTP API) or else ``SMSQ_WEBHOOK_SECRET``; a URL with no secret to sign
+    for is refused now rather than failing at every delivery.
+    """
     if url is None:
         return None
     if not isinstance(url, str) or len(url) > CALLBACK_URL_MAX:
         raise InvalidField(
             "callback_url", f"must be a URL of at most {CALLBACK_URL_MAX} characters"
         )
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InvalidField("callback_url", "must be an absolute http:// or https:// URL")
+    try:
+        netguard.check_callback_url(
+            url,
+            allow_http=settings.webhook_allow_http,
+            allow_private=settings.webhook_allow_private,
+        )
+    except ValueError as exc:
+        raise InvalidField("callback_url", str(exc)) from None
+    if not signed_by_key and settings.webhook_secret is None:
+        raise InvalidField(
+            "callback_url", "needs SMSQ_WEBHOOK_SECRET to sign the webhooks of the Python API"
+        )
     return url
 
 

@@ -297,11 +297,31 @@ def test_sender_and_callback_url_checks() -> None:
     assert check_sender("SHOP") == "SHOP"
     with pytest.raises(InvalidField, match="at most 16"):
         check_sender("x" * 17)
-    assert check_callback_url("https://example.com/dlr?id=1") == "https://example.com/dlr?id=1"
-    for bad in ("ftp://example.com", "/relative", "example.com"):
+    signing = Settings(webhook_secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    url = "https://example.com/dlr?id=1"
+    assert check_callback_url(url, signing) == url
+    bad_urls = (
+        "ftp://example.com",
+        "/relative",
+        "example.com",
+        "http://example.com/",  # https only, unless SMSQ_WEBHOOK_ALLOW_HTTP
+        "https://127.0.0.1/",
+        "https://169.254.169.254/latest/meta-data",
+        "https://2130706433/",
+        "https://[::ffff:10.0.0.1]/",
+    )
+    for bad in bad_urls:
         with pytest.raises(InvalidField) as exc:
-            check_callback_url(bad)
+            check_callback_url(bad, signing)
         assert exc.value.field == "callback_url"
+
+
+def test_a_callback_url_needs_a_secret_to_sign_with() -> None:
+    url = "https://example.com/hook"
+    with pytest.raises(InvalidField, match="SMSQ_WEBHOOK_SECRET") as exc:
+        check_callback_url(url, Settings())
+    assert exc.value.field == "callback_url"
+    assert check_callback_url(url, Settings(), signed_by_key=True) == url
 
 
 # --- campaign templates --------------------------------------------------------
