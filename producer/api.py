@@ -151,7 +151,7 @@ class Producer:
         account = resolve_provider(provider, settings)
         seconds = resolve_validity(validity, message_kind, settings)
         sender = check_sender(sender)
-        callback_url = check_callback_url(callback_url)
+        callback_url = check_callback_url(callback_url, settings, signed_by_key=bool(client_id))
         check_idempotency(client_id, idempotency_key)
         if flash and sms.segments > 1:
             raise InvalidField("flash", "a flash SMS must fit in one part")
