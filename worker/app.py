@@ -20,7 +20,10 @@ from smsq import logs
 from smsq.names import (
     QUEUE_CAMPAIGN,
     QUEUE_TRANSACTIONAL,
+    QUEUE_WEBHOOKS,
     QUEUES,
+    TASK_DELIVER_WEBHOOK,
+    TASK_DISPATCH_WEBHOOKS,
     TASK_PROMOTE,
     TASK_SEND,
     TASK_START_CAMPAIGN,
@@ -33,7 +36,7 @@ from worker import runtime
 def make_app() -> Celery:
     logs.configure()
     settings = get_settings()
-    celery = Celery("smsq", include=["worker.tasks"])
+    celery = Celery("smsq", include=["worker.tasks", "worker.webhooks.tasks"])
     celery.conf.update(
         broker_url=settings.effective_broker_url,
         broker_connection_retry_on_startup=True,
@@ -50,10 +53,19 @@ def make_app() -> Celery:
             TASK_START_CAMPAIGN: {"queue": QUEUE_CAMPAIGN},
             TASK_PROMOTE: {"queue": QUEUE_TRANSACTIONAL},
             TASK_SWEEP: {"queue": QUEUE_TRANSACTIONAL},
+            TASK_DISPATCH_WEBHOOKS: {"queue": QUEUE_WEBHOOKS},
+            TASK_DELIVER_WEBHOOK: {"queue": QUEUE_WEBHOOKS},
         },
         beat_schedule={
             "promote-scheduled": {"task": TASK_PROMOTE, "schedule": settings.promote_interval},
             "sweep": {"task": TASK_SWEEP, "schedule": settings.sweep_interval},
+            # On the webhooks queue so a slow customer endpoint never delays
+            # sends; expiring, so a backlog does not replay stale dispatches.
+            "dispatch-webhooks": {
+                "task": TASK_DISPATCH_WEBHOOKS,
+                "schedule": settings.promote_interval,
+                "options": {"expires": max(10.0, settings.promote_interval * 10)},
+            },
         },
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
@@ -75,3 +87,6 @@ runtime.configure(lambda: _enqueue)
 @worker_process_init.connect
 def _fresh_resources_after_fork(**_: Any) -> None:
     runtime.reset_runtime()
+    from worker.webhooks import tasks as webhook_tasks  # imports this module: not at the top
+
+    webhook_tasks.reset()

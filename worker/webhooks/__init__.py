@@ -1,0 +1,1 @@
+"""Signed status webhooks to customers: outbox, delivery, signing, tasks."""
