@@ -321,6 +321,12 @@ def analyze(text: str, *, max_parts: int = DEFAULT_MAX_PARTS) -> SmsText:
         raise ValueError(f"max_parts must be at least 1, got {max_parts}")
     if not text:
         raise TextError("text: must not be empty", length=0, max_parts=max_parts)
+    if "\x00" in text:
+        # Not GSM-7 '@' (that is the septet 0x00, not U+0000): no phone shows
+        # it, and PostgreSQL cannot even store it.
+        raise TextError(
+            "text: contains a NUL character (U+0000)", length=len(text), max_parts=max_parts
+        )
 
     if is_gsm7(text):
         encoding, double_re, single, per_part = _GSM7, _GSM7_EXT_RE, _GSM7_SINGLE, _GSM7_PART

@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 import structlog
 from sqlalchemy import Engine, select
@@ -38,7 +37,7 @@ from models.tables import Message, Suppression, utcnow
 from models.transitions import apply_status
 from producer import campaign_control
 from producer.campaign_control import ControlResult
-from producer.campaigns import CampaignPlan, Ingestion, parse_template
+from producer.campaigns import CampaignPlan, Ingestion, Recipient, parse_template
 from producer.enqueue import CeleryEnqueuer, Enqueuer
 from producer.errors import InvalidField
 from producer.receipts import CampaignReceipt, MessageReceipt
@@ -46,6 +45,7 @@ from producer.validation import (
     check_callback_url,
     check_idempotency,
     check_kind,
+    check_one_line,
     check_sender,
     check_text,
     normalize_number,
@@ -216,7 +216,7 @@ class Producer:
     def submit_campaign(
         self,
         name: str,
-        recipients: Iterable[str | Mapping[str, Any]],
+        recipients: Iterable[Recipient],
         text: str,
         *,
         send_at: str | dt.datetime | None = None,
@@ -228,7 +228,9 @@ class Producer:
         """Ingest a campaign: ``recipients`` are numbers, or rows of fields.
 
         ``text`` is a template (``"Hi {name}"``) filled from each row; a row
-        of fields carries its number in ``phone_field``. The recipients are
+        of fields carries its number in ``phone_field``. A
+        :class:`producer.csv_rows.BadRow` (a CSV row that could not be read)
+        counts as a rejected row with its reason. The recipients are
         streamed (read once, in chunks; sending starts before the end). Row
         numbers in the receipt are 1-based positions in ``recipients``.
 
@@ -244,6 +246,7 @@ class Producer:
             raise InvalidField("name", "must be a non-empty string")
         if len(name) > CAMPAIGN_NAME_MAX:
             raise InvalidField("name", f"at most {CAMPAIGN_NAME_MAX} characters, got {len(name)}")
+        check_one_line("name", name)
         if isinstance(recipients, (str, bytes, Mapping)):
             raise InvalidField("recipients", "must be an iterable of numbers or of rows")
         if not isinstance(phone_field, str) or not phone_field:
@@ -369,7 +372,7 @@ def send(
 
 def submit_campaign(
     name: str,
-    recipients: Iterable[str | Mapping[str, Any]],
+    recipients: Iterable[Recipient],
     text: str,
     *,
     send_at: str | dt.datetime | None = None,

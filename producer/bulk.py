@@ -1,4 +1,4 @@
-"""Writing campaign messages and their first events, a chunk at a time.
+"""Writing campaign messages, a chunk at a time.
 
 Two writers of the same interface:
 
@@ -9,16 +9,23 @@ Two writers of the same interface:
   as the naive UTC that ``models.tables.UTCDateTime`` stores.
 - :class:`CoreWriter` -- any other database (SQLite): Core ``executemany``.
 
-Measured on the 2-core development machine, 100,000 messages with their
-events, end to end (validation included): Core ``executemany`` about 6,000
-rows/s, ``COPY`` with psycopg's ``write_row`` about 14,000 before the writer
-thread. The server's own limit there, ``COPY`` of ready text alone, is about
-21,000 rows/s (messages ~38,000/s, their events ~50,000/s).
+No event row is written for a message's first status: a campaign message's
+initial ``queued``/``scheduled``/``suppressed`` is implied by the row itself
+(see ``producer.campaigns.implied_first_event``). An event per message was
+about 40 % of the database's work in ingestion.
+
+Each writer says how many rows it takes per chunk (one ``COPY`` and one
+commit). ``COPY`` gains up to about 10,000 rows (fewer commits and round
+trips; see ``docs/performance.md``); SQLite's ``executemany`` gains nothing
+past a thousand, and small chunks keep the tests quick. Measurements:
+``docs/performance.md`` (campaign CSV ingestion).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,19 +34,16 @@ from sqlalchemy import String, Table, any_, insert, literal, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from models.status import EventSource, MessageKind, MessageStatus
-from models.tables import Message, MessageEvent, Suppression
+from models.status import MessageKind, MessageStatus
+from models.tables import Message, Suppression
 
 MESSAGES: Table = Message.__table__  # type: ignore[assignment]
-EVENTS: Table = MessageEvent.__table__  # type: ignore[assignment]
 
 SUPPRESSED_DETAIL = "on the stop list"
 
-# One message of a chunk: id, to, text, encoding, segments, status. A row in
-# status 'accepted' gets no event (see producer.campaigns: the held message).
+# One message of a chunk: id, to, text, encoding, segments, status.
 Row = tuple[str, str, str, str, int, str]
 
-_ACCEPTED = MessageStatus.ACCEPTED.value
 _SUPPRESSED = MessageStatus.SUPPRESSED.value  # the one final status written here
 
 # Per-row columns first, then the ones every message of the campaign shares.
@@ -60,7 +64,6 @@ _SHARED_COLUMNS = (
     "created_at",
     "updated_at",
 )
-_EVENT_COLUMNS = ("message_id", "status", "detail", "source", "applied", "created_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +97,42 @@ class Shared:
 
 
 class BulkWriter(Protocol):
+    """Writes one chunk: :meth:`prepare` runs in the reading thread (it is
+    Python work, which the writing thread would do holding the GIL while the
+    reader waits), :meth:`write` in the writing thread (mostly waiting for
+    the database, the GIL released)."""
+
+    rows_per_chunk: int
+
     def stop_listed(self, session: Session, numbers: list[str]) -> set[str]:
         """Which of ``numbers`` are on the stop list (one query)."""
 
-    def write(self, session: Session, rows: list[Row]) -> None:
-        """Insert the messages and, for each not 'accepted', its first event."""
+    def prepare(self, rows: list[Row]) -> Any:
+        """The rows in the form :meth:`write` sends."""
+
+    def write(self, session: Session, prepared: Any) -> None:
+        """Insert the messages (no events: their first status is implied)."""
+
+
+# A stop list up to this size is read once per ingestion and checked in
+# memory (~7 MB at most); a larger one is queried for each chunk.
+PRELOAD_STOP_LIST = 100_000
+
+
+def load_stop_list(session: Session) -> frozenset[str] | None:
+    """The whole stop list, or None when it is too large to hold.
+
+    Most stop lists are small, and a 10,000-number ``= ANY(array)`` query per
+    chunk cost ~1 µs a row (adapting the array, parsing it server-side), so
+    ingestion reads the list once, before the first row, when it has at most
+    :data:`PRELOAD_STOP_LIST` numbers, and checks each row in memory; a
+    larger list is queried per chunk (:meth:`BulkWriter.stop_listed`). Either
+    way a number added while an upload is being read may miss rows checked
+    before, as a send that raced the addition would.
+    """
+    query = select(Suppression.number).limit(PRELOAD_STOP_LIST + 1)
+    found = session.scalars(query).all()
+    return frozenset(found) if len(found) <= PRELOAD_STOP_LIST else None
 
 
 def writer_for(session: Session, shared: Shared) -> BulkWriter:
@@ -111,6 +145,8 @@ def writer_for(session: Session, shared: Shared) -> BulkWriter:
 class CoreWriter:
     """Core ``executemany``, for any database SQLAlchemy speaks."""
 
+    rows_per_chunk = 1000
+
     def __init__(self, shared: Shared) -> None:
         self.shared = shared.values()
         self.now = shared.now
@@ -119,9 +155,9 @@ class CoreWriter:
         query = select(Suppression.number).where(Suppression.number.in_(numbers))
         return set(session.scalars(query))
 
-    def write(self, session: Session, rows: list[Row]) -> None:
+    def prepare(self, rows: list[Row]) -> list[dict[str, Any]]:
         now, shared = self.now, self.shared
-        messages = [
+        return [
             dict(
                 shared,
                 id=mid,
@@ -134,26 +170,21 @@ class CoreWriter:
             )
             for mid, to, text, encoding, segments, status in rows
         ]
-        session.execute(insert(MESSAGES), messages)
-        events = [
-            _event(mid, status, now) for mid, _, _, _, _, status in rows if status != _ACCEPTED
-        ]
-        if events:
-            session.execute(
-                insert(EVENTS), [dict(zip(_EVENT_COLUMNS, e, strict=True)) for e in events]
-            )
+
+    def write(self, session: Session, prepared: list[dict[str, Any]]) -> None:
+        session.execute(insert(MESSAGES), prepared)
 
 
 class CopyWriter:
     """PostgreSQL ``COPY`` of preformatted text rows (psycopg 3)."""
+
+    rows_per_chunk = 10_000
 
     def __init__(self, shared: Shared) -> None:
         values = shared.values()
         self._shared = "\t".join(_copy_value(values[c]) for c in _SHARED_COLUMNS)
         self._now = _copy_value(shared.now)
         self._messages_sql = _copy_sql(MESSAGES, (*_ROW_COLUMNS, *_SHARED_COLUMNS))
-        self._events_sql = _copy_sql(EVENTS, _EVENT_COLUMNS)
-        self._event_tail = f"{EventSource.PRODUCER.value}\tt\t{self._now}\n"
 
     def stop_listed(self, session: Session, numbers: list[str]) -> set[str]:
         # One array parameter: an IN list of a thousand binds costs more to
@@ -163,37 +194,46 @@ class CopyWriter:
         )
         return set(session.scalars(query))
 
-    def write(self, session: Session, rows: list[Row]) -> None:
+    def prepare(self, rows: list[Row]) -> str:
         esc, shared, now = _COPY_ESCAPES, self._shared, self._now
-        messages = "".join(
+        return "".join(
             [
                 f"{mid}\t{to}\t{text.translate(esc)}\t{encoding}\t{segments}\t{status}\t"
                 f"{now if status == _SUPPRESSED else NULL}\t{shared}\n"
                 for mid, to, text, encoding, segments, status in rows
             ]
         )
-        tail = self._event_tail
-        suppressed = _copy_value(SUPPRESSED_DETAIL)
-        events = "".join(
-            [
-                f"{mid}\t{status}\t{suppressed if status == _SUPPRESSED else NULL}\t{tail}"
-                for mid, _, _, _, _, status in rows
-                if status != _ACCEPTED
-            ]
-        )
+
+    def write(self, session: Session, prepared: str) -> None:
         raw = session.connection().connection.driver_connection
         assert raw is not None
-        with raw.cursor() as cursor:
-            with cursor.copy(self._messages_sql) as copy:
-                copy.write(messages)
-            if events:
-                with cursor.copy(self._events_sql) as copy:
-                    copy.write(events)
+        with raw.cursor() as cursor, cursor.copy(self._messages_sql) as copy:
+            copy.write(prepared)
 
 
-def _event(mid: str, status: str, now: dt.datetime) -> tuple[Any, ...]:
-    detail = SUPPRESSED_DETAIL if status == _SUPPRESSED else None
-    return (mid, status, detail, EventSource.PRODUCER.value, True, now)
+# --- ids ------------------------------------------------------------------------
+
+# The variant bits (10xx) on a random hex digit: keeps its two low bits.
+_VARIANT = {f"{n:x}": f"{0x8 | (n & 0x3):x}" for n in range(16)}
+
+
+def new_ids(count: int) -> list[str]:
+    """``count`` UUIDv7 strings, as ``models.ids.new_id`` makes them, in bulk.
+
+    ``new_id`` costs ~2.3 µs (a system call for 10 random bytes, a UUID
+    object); here one ``os.urandom`` serves the whole chunk and the string is
+    sliced out of its hex: ~0.5 µs an id. The same layout (RFC 9562): 48
+    bits of milliseconds, version 7, 12 + 62 random bits, variant 10. The
+    ids of one call share their millisecond.
+    """
+    ms = f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}"
+    head = f"{ms[:8]}-{ms[8:]}-7"
+    rand = os.urandom(10 * count).hex()  # 20 hex digits an id, 80 bits: 74 used
+    variant = _VARIANT
+    return [
+        f"{head}{r[1:4]}-{variant[r[4]]}{r[5:8]}-{r[8:]}"
+        for r in [rand[i : i + 20] for i in range(0, 20 * count, 20)]
+    ]
 
 
 # --- COPY text format ------------------------------------------------------------

@@ -3,13 +3,20 @@
 Built for a million rows: the recipients are read once, lazily, never held in
 memory; per row there is only Python validation (the E.164 fast path of
 ``producer.numbers``, ``str.format_map``, ``models.sms_text.analyze``), no
-ORM object and no query. Every :data:`INSERT_CHUNK` accepted rows the chunk
-goes to a writer thread, which checks it against the stop list (one query),
-writes it in bulk with one event per message (``producer.bulk``: ``COPY`` on
-PostgreSQL, Core ``executemany`` elsewhere) and commits, while the next chunk
-is being read. Once a chunk is committed its ids are enqueued, one send task
-per ``SMSQ_BATCH_SIZE`` ids, so sending starts while the file is still being
-read.
+ORM object and no query. Every chunk of accepted rows is formatted for the
+database here and handed to a writer thread, which writes it in bulk
+(``producer.bulk``: ``COPY`` on PostgreSQL, Core ``executemany`` elsewhere)
+and commits while the next chunk is being read. The stop list is read once,
+before the first row (``producer.bulk.load_stop_list``; a very large one is
+queried a chunk at a time instead). The first chunk is :data:`FIRST_CHUNK`
+rows, so sending starts quickly; later ones are as large as the writer
+prefers (10,000 rows for ``COPY``). Once a chunk is committed its ids are
+enqueued, one send task per ``SMSQ_BATCH_SIZE`` ids, so sending starts while
+the file is still being read. Measurements: ``docs/performance.md``.
+
+No event row is written for a campaign message's first status (an event per
+message was ~40 % of the database's work): it is implied by the row, see
+:func:`implied_first_event`, which every reader of a message's history uses.
 
 What a row becomes:
 
@@ -19,7 +26,8 @@ What a row becomes:
   ``suppressed`` (the number is on the stop list: recorded, never sent);
 - a **rejected row** (no message): a bad number, a missing template field, a
   text too long once filled in, or a number already in an earlier row
-  ("duplicate of row N": a number is sent once per campaign). The first
+  ("duplicate of row N": a number is sent once per campaign), or a CSV row
+  that could not be read (a :class:`producer.csv_rows.BadRow`). The first
   :data:`MAX_ERRORS` rejected rows are reported with their row number.
 
 Memory per distinct number is one dict entry (number as an int -> first row),
@@ -46,28 +54,30 @@ from __future__ import annotations
 import datetime as dt
 import string
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, Protocol, cast
 
 import structlog
-from sqlalchemy import insert, select, update
+from sqlalchemy import CursorResult, insert, select, update
 from sqlalchemy.orm import Session
 
-from models.ids import new_id
 from models.sms_text import Encoding, SmsText, TextError, TextTooLong, analyze
 from models.status import CampaignStatus, EventSource, MessageStatus
 from models.tables import Campaign, Message
-from models.transitions import apply_status
-from producer.bulk import SUPPRESSED_DETAIL, Row, Shared, writer_for
+from producer.bulk import SUPPRESSED_DETAIL, Row, Shared, load_stop_list, new_ids, writer_for
+from producer.csv_rows import BadRow
 from producer.errors import InvalidField
 from producer.numbers import normalize_number
 from producer.receipts import CampaignReceipt, RejectedRow
 from producer.validation import storage_problem, text_reason
+from smsq.settings import Settings
 
 log = structlog.get_logger("smsq.producer")
 
-INSERT_CHUNK = 1000  # rows per bulk insert and commit
+FIRST_CHUNK = 1000  # rows in the first bulk insert: sending starts early
+POLL_EVERY = 1000  # rows read between looks at whether the chunk in flight is in
 MAX_ERRORS = 100  # rejected rows reported in the receipt
 VALUE_SHOWN = 100  # characters of a rejected value kept in the report
 
@@ -164,18 +174,57 @@ class CampaignPlan:
     queue: str
 
 
+# What a campaign is read from: numbers, rows of fields, and rows a reader
+# could not read (producer.csv_rows), each counted as one recipient row.
+Recipient = str | Mapping[str, Any] | BadRow
 Enqueue = Callable[[list[str], dt.datetime | None], object]
 Pending = tuple[str, str, str, int]  # number, text, encoding, segments
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Accepted rows with their ids and statuses, ready for the writer."""
+
+    rows: list[Row]
+    queued: list[str]  # ids to enqueue once committed
+    held: tuple[str, MessageStatus] | None  # the first message, kept 'accepted'
+    suppressed: int
+
+
+def make_chunk(
+    pending: list[Pending],
+    ids: list[str],
+    *,
+    status: MessageStatus,
+    stopped: AbstractSet[str],
+    hold_first: bool,
+) -> Chunk:
+    """Give each row its id and status; with ``hold_first`` the first row is
+    written ``accepted`` (the held message, see the module docstring)."""
+    usual, suppressed = status.value, S.SUPPRESSED.value
+    rows: list[Row] = [
+        (mid, number, text, encoding, segments, suppressed if number in stopped else usual)
+        for mid, (number, text, encoding, segments) in zip(ids, pending, strict=True)
+    ]
+    held = None
+    if hold_first and rows:
+        mid, number, text, encoding, segments, first = rows[0]
+        held = (mid, S(first))
+        rows[0] = (mid, number, text, encoding, segments, S.ACCEPTED.value)
+    queued = [row[0] for row in rows if row[5] == S.QUEUED] if usual == S.QUEUED else []
+    count = sum(1 for number, *_ in pending if number in stopped) if stopped else 0
+    return Chunk(rows, queued, held, count)
 
 
 class Ingestion:
     """One pass over the recipients; see the module docstring.
 
-    Reading and checking rows (this thread) overlaps with writing the
-    previous chunk (one writer thread, the only user of the session until
-    the end): on PostgreSQL the server works while Python prepares the next
-    thousand rows. At most one chunk is in flight; its ids are enqueued here,
-    after its commit, when the next chunk is handed over.
+    Reading and checking rows, and formatting them for the database (this
+    thread), overlaps with writing the previous chunk (one writer thread, the
+    only user of the session until the end, which mostly waits for the
+    database with the GIL released): on PostgreSQL the server works while
+    Python prepares the next chunk. At most one chunk is in flight; its ids
+    are enqueued here, after its commit, as soon as this thread notices.
     """
 
     def __init__(self, session: Session, plan: CampaignPlan, enqueue: Enqueue) -> None:
@@ -193,6 +242,8 @@ class Ingestion:
                 now=plan.now,
             ),
         )
+        self.stop_list: frozenset[str] | None = frozenset()  # None: query per chunk
+        self.chunk_rows = min(FIRST_CHUNK, self.writer.rows_per_chunk)
         self.initial_status = CampaignStatus.DRAFT if plan.scheduled else CampaignStatus.RUNNING
         self.row_status = S.SCHEDULED if plan.scheduled else S.QUEUED
         # Reading side (this thread).
@@ -208,11 +259,13 @@ class Ingestion:
         self.suppressed = 0
         self.held: tuple[str, MessageStatus] | None = None  # the first message, kept accepted
         self._executor: ThreadPoolExecutor | None = None
-        self._in_flight: Future[tuple[list[str], int]] | None = None
+        self._in_flight: Future[tuple[Chunk, int]] | None = None
 
-    def run(self, recipients: Iterable[str | Mapping[str, Any]]) -> CampaignReceipt:
+    def run(self, recipients: Iterable[Recipient]) -> CampaignReceipt:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="smsq-ingest")
         try:
+            self.stop_list = load_stop_list(self.session)
+            self.session.rollback()  # end the read transaction: the writer begins its own
             self._read(recipients)
             self._hand_over()
             self._collect()
@@ -223,7 +276,7 @@ class Ingestion:
             self._executor.shutdown()
         return self._finish()
 
-    def _read(self, recipients: Iterable[str | Mapping[str, Any]]) -> None:
+    def _read(self, recipients: Iterable[Recipient]) -> None:
         plan = self.plan
         template = plan.template
         static: SmsText | None = None
@@ -239,12 +292,15 @@ class Ingestion:
 
         for row_no, row in enumerate(recipients, 1):
             values: Mapping[str, Any]
-            if type(row) is str:
-                raw: Any = row
-                values = {phone_field: row}
-            elif isinstance(row, Mapping):
-                raw = row.get(phone_field)
+            if isinstance(row, Mapping):
+                raw: Any = row.get(phone_field)
                 values = row
+            elif type(row) is str:
+                raw = row
+                values = {phone_field: row}
+            elif isinstance(row, BadRow):
+                reject(row_no, row.value, row.reason)
+                continue
             else:
                 reject(row_no, repr(row), "not a phone number or a mapping of fields")
                 continue
@@ -282,8 +338,14 @@ class Ingestion:
             pending.append(
                 (number, sms.text, "gsm7" if sms.encoding is _GSM7 else "ucs2", len(sms.parts))
             )
-            if len(pending) >= INSERT_CHUNK:
+            waiting = len(pending)
+            if waiting >= self.chunk_rows:
                 self._hand_over()
+                self.chunk_rows = self.writer.rows_per_chunk
+            elif (
+                waiting % POLL_EVERY == 0 and self._in_flight is not None and self._in_flight.done()
+            ):
+                self._collect()  # enqueue its ids now, not a whole chunk later
 
     def _reject(self, row: int, value: str, reason: str) -> None:
         self.rejected += 1
@@ -296,13 +358,24 @@ class Ingestion:
         """Give the pending rows to the writer, after the previous chunk is in."""
         if not self.pending:
             return
-        chunk = self.pending.copy()
+        pending = self.pending.copy()
         self.pending.clear()  # in place: _read() holds this list
-        self.accepted += len(chunk)
+        self.accepted += len(pending)
+        ids = new_ids(len(pending))
+        first = self.accepted == len(pending)
+        chunk = make_chunk(
+            pending,
+            ids,
+            status=self.row_status,
+            stopped=self.stop_list or frozenset(),
+            hold_first=first,
+        )
+        prepared = self.writer.prepare(chunk.rows)
         self._collect()
         assert self._executor is not None
+        recheck = None if self.stop_list is not None else (pending, ids, first)
         self._in_flight = self._executor.submit(
-            self._write_chunk, chunk, self.accepted, self.rejected
+            self._write_chunk, chunk, prepared, recheck, self.accepted, self.rejected
         )
 
     def _collect(self) -> None:
@@ -310,9 +383,12 @@ class Ingestion:
         if self._in_flight is None:
             return
         future, self._in_flight = self._in_flight, None
-        queued, self.written = future.result()
+        chunk, self.written = future.result()
+        self.suppressed += chunk.suppressed
+        if chunk.held is not None:
+            self.held = chunk.held
         if not self.plan.scheduled:
-            self.to_enqueue.extend(queued)
+            self.to_enqueue.extend(chunk.queued)
             self._enqueue_batches(final=False)
 
     def _abandon(self) -> None:
@@ -346,39 +422,38 @@ class Ingestion:
     # --- the writer thread -----------------------------------------------------
 
     def _write_chunk(
-        self, chunk: list[Pending], accepted: int, rejected: int
-    ) -> tuple[list[str], int]:
-        """Insert one chunk with its events and the running counts; commit.
+        self,
+        chunk: Chunk,
+        prepared: object,
+        recheck: tuple[list[Pending], list[str], bool] | None,
+        accepted: int,
+        rejected: int,
+    ) -> tuple[Chunk, int]:
+        """Insert one chunk and the running counts; commit.
 
-        Returns the ids to enqueue, and the accepted count now committed.
+        ``recheck`` (a stop list too large to hold) asks for the chunk's
+        numbers to be looked up first. Returns the chunk as written, and the
+        accepted count now committed.
         """
         session = self.session
         if not self.created:
             self._create_campaign(self.initial_status, accepted=0, rejected=0)
-        stopped = self.writer.stop_listed(session, [p[0] for p in chunk])
-        row_status = self.row_status.value
-        suppressed = S.SUPPRESSED.value
-        rows: list[Row] = []
-        queued: list[str] = []
-        for number, text, encoding, segments in chunk:
-            mid = new_id()
-            status = suppressed if number in stopped else row_status
-            if self.held is None:
-                # Keeps the campaign pending until the last chunk is in.
-                self.held = (mid, S(status))
-                status = S.ACCEPTED.value
-            elif status == S.QUEUED:
-                queued.append(mid)
-            rows.append((mid, number, text, encoding, segments, status))
-        self.suppressed += len(stopped)
-        self.writer.write(session, rows)
+        if recheck is not None:
+            pending, ids, first = recheck
+            stopped = self.writer.stop_listed(session, [p[0] for p in pending])
+            if stopped:
+                chunk = make_chunk(
+                    pending, ids, status=self.row_status, stopped=stopped, hold_first=first
+                )
+                prepared = self.writer.prepare(chunk.rows)
+        self.writer.write(session, prepared)
         session.execute(
             update(Campaign)
             .where(Campaign.id == self.plan.campaign_id)
             .values(accepted=accepted, rejected=rejected)
         )
         session.commit()
-        return queued, accepted
+        return chunk, accepted
 
     # --- the end ---------------------------------------------------------------
 
@@ -423,16 +498,19 @@ class Ingestion:
             self._create_campaign(final, accepted=self.accepted, rejected=self.rejected)
         else:
             if self.held is not None:
+                # Like every campaign message, without an event (implied).
+                # Only from 'accepted': an operator may have cancelled it.
                 held_id, held_status = self.held
-                apply_status(
-                    session,
-                    session.get_one(Message, held_id),
-                    held_status,
-                    source=EventSource.PRODUCER,
-                    detail=SUPPRESSED_DETAIL if held_status is S.SUPPRESSED else None,
-                    at=plan.now,
+                moved = session.execute(
+                    update(Message)
+                    .where(Message.id == held_id, Message.status == S.ACCEPTED.value)
+                    .values(
+                        status=held_status.value,
+                        updated_at=plan.now,
+                        finished_at=plan.now if held_status is S.SUPPRESSED else None,
+                    )
                 )
-                if held_status is S.QUEUED:
+                if cast("CursorResult[Any]", moved).rowcount and held_status is S.QUEUED:
                     self.to_enqueue.append(held_id)
             campaign = update(Campaign).where(Campaign.id == plan.campaign_id)
             session.execute(campaign.values(accepted=self.accepted, rejected=self.rejected))
@@ -457,3 +535,81 @@ class Ingestion:
             suppressed=self.suppressed,
             status=current or final.value,
         )
+
+
+# --- a campaign message's history ------------------------------------------------
+
+DEFAULT_SCHEDULE_HORIZON: float = Settings.model_fields["schedule_horizon"].default
+
+
+class ImpliedEvent(NamedTuple):
+    """A history entry that is not stored; the fields of a ``message_events`` row."""
+
+    status: str
+    source: str
+    applied: bool
+    provider_code: int | None
+    detail: str | None
+    created_at: dt.datetime
+
+
+class IngestedMessage(Protocol):
+    """What :func:`implied_first_event` reads of a message (ORM row or a Row)."""
+
+    @property
+    def campaign_id(self) -> str | None: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def send_at(self) -> dt.datetime | None: ...
+    @property
+    def created_at(self) -> dt.datetime: ...
+
+
+def implied_first_event(
+    message: IngestedMessage,
+    first_recorded: tuple[str, str] | None,
+    *,
+    schedule_horizon: float = DEFAULT_SCHEDULE_HORIZON,
+) -> ImpliedEvent | None:
+    """The first entry of a campaign message's history, which is not stored.
+
+    Ingestion writes no event for a campaign message's first status (one
+    event per row was ~40 % of a million-row upload's database work). Every
+    later change has its event, so the first status follows from the row and
+    from ``first_recorded``, the (status, source) of the message's earliest
+    stored event (None: it has none):
+
+    - no stored event: the message is still in its first status;
+    - the earliest is the worker's ``queued``: the campaign was scheduled and
+      started (a retry's ``queued`` only ever follows ``sending``);
+    - the earliest is ``sending`` (or a report): it was ``queued``;
+    - the earliest is ``cancelled`` or ``expired`` before any send: it was
+      ``scheduled`` when its ``send_at`` lay beyond the scheduling horizon at
+      ingestion, else ``queued``;
+    - the earliest is the producer's: written before this rule (or a single
+      message): nothing is implied.
+
+    Readers of a history prepend the result (when not None) to the stored
+    events; its time is the message's ``created_at``, its source the producer.
+    """
+    if message.campaign_id is None:
+        return None
+    if first_recorded is None:
+        status = message.status
+    else:
+        first_status, first_source = first_recorded
+        if first_source == EventSource.PRODUCER:
+            return None
+        started = first_status == S.QUEUED and first_source == EventSource.WORKER
+        ended_waiting = first_status in (S.CANCELLED, S.EXPIRED) and _was_scheduled(
+            message, schedule_horizon
+        )
+        status = S.SCHEDULED.value if started or ended_waiting else S.QUEUED.value
+    detail = SUPPRESSED_DETAIL if status == S.SUPPRESSED else None
+    return ImpliedEvent(status, EventSource.PRODUCER.value, True, None, detail, message.created_at)
+
+
+def _was_scheduled(message: IngestedMessage, horizon: float) -> bool:
+    send_at = message.send_at
+    return send_at is not None and (send_at - message.created_at).total_seconds() > horizon

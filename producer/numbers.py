@@ -18,8 +18,13 @@ compiled once per country code, the alternatives of each number type merged
 into one regex per length. It answers only "valid, and exactly this E.164";
 anything else (an invalid number, a national prefix the parser might strip,
 a non-geographic code like +800) goes the full way, which also produces the
-reason. ``tests/producer/test_validation.py`` checks it against
-``phonenumbers`` for every region's example numbers and mutations of them.
+reason. A number written with separators or ``00`` (``+49 170 123-4567``,
+``0049 1701234567``: a few percent of a typical list, each ~55 µs the full
+way) is compacted first -- the separators dropped, ``00`` read as ``+``, as
+the full way does -- and tried on the fast path again.
+``tests/producer/test_validation.py`` checks the fast path against
+``phonenumbers`` for every region's example numbers and mutations of them,
+``tests/producer/test_numbers.py`` the compacting for formatted ones.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ NO_COUNTRY_CODE = "missing country code (use +<country code>)"
 # What people write around the digits. Anything else (a letter, an extension
 # marker, a second number after a comma) makes the value "not a phone number".
 _ALLOWED = frozenset("0123456789+ -().\t/\u00a0")
+_SEPARATORS = str.maketrans(dict.fromkeys(" -().\t/\u00a0"))
 # Shape of an E.164 number: a plus, no leading zero, at most 15 digits.
 _E164_SHAPE = re.compile(r"\+[1-9][0-9]{1,14}")
 
@@ -69,8 +75,16 @@ def normalize_number(value: str, *, field: str = "to", default_region: str | Non
     ``default_region`` (ISO 3166 code, ``"DE"``) lets national numbers
     (``0170 1234567``) through; without it a country code is required.
     """
-    if type(value) is str and _E164_SHAPE.fullmatch(value) and _fast_valid(value):
-        return value
+    if type(value) is str:
+        if _E164_SHAPE.fullmatch(value):
+            if _fast_valid(value):
+                return value
+        else:
+            compact = value.translate(_SEPARATORS)
+            if compact.startswith("00"):
+                compact = "+" + compact[2:]
+            if _E164_SHAPE.fullmatch(compact) and _fast_valid(compact):
+                return compact
     return _parse(value, field, default_region)
 
 

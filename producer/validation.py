@@ -178,6 +178,19 @@ def resolve_validity(validity: int | None, kind: MessageKind, settings: Settings
     return validity
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_one_line(field: str, value: str) -> str:
+    """A name, a reason, a URL: no control characters (PostgreSQL refuses NUL)."""
+    found = _CONTROL.search(value)
+    if found:
+        raise InvalidField(
+            field, f"must not contain control characters (found U+{ord(found.group()):04X})"
+        )
+    return value
+
+
 def check_sender(sender: str | None) -> str | None:
     """A sender name or number, or None for the provider account's default."""
     if sender is None:
@@ -186,7 +199,7 @@ def check_sender(sender: str | None) -> str | None:
         raise InvalidField("sender", "must be a non-empty string")
     if len(sender) > SENDER_MAX:
         raise InvalidField("sender", f"at most {SENDER_MAX} characters, got {len(sender)}")
-    return sender
+    return check_one_line("sender", sender)
 
 
 def check_callback_url(
@@ -204,6 +217,7 @@ def check_callback_url(
         raise InvalidField(
             "callback_url", f"must be a URL of at most {CALLBACK_URL_MAX} characters"
         )
+    check_one_line("callback_url", url)
     try:
         netguard.check_callback_url(
             url,
@@ -229,3 +243,4 @@ def check_idempotency(client_id: str, key: str | None) -> None:
             "idempotency_key",
             f"must be a non-empty string of at most {IDEMPOTENCY_KEY_MAX} characters",
         )
+    check_one_line("idempotency_key", key)

@@ -58,6 +58,7 @@ class DeliveryReport:
 
 def parse_brand_report(params: Mapping[str, str]) -> DeliveryReport:
     """From the callback's query (``key`` is checked by the receiver, not here)."""
+    _refuse_nul(params)
     sms_id = (params.get("smsID") or "").strip()
     if not sms_id:
         raise ReportError("smsID: missing")
@@ -75,6 +76,7 @@ def parse_brand_report(params: Mapping[str, str]) -> DeliveryReport:
 
 
 def parse_panelsms_report(body: Mapping[str, Any]) -> DeliveryReport:
+    _refuse_nul(body)
     tid = body.get("transactionId")
     if not isinstance(tid, str | int) or not str(tid).strip():
         raise ReportError("transactionId: missing")
@@ -116,3 +118,17 @@ def _parse_iso(value: Any) -> dt.datetime | None:
     except ValueError:
         return None
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _refuse_nul(value: Any, where: str = "") -> None:
+    """A NUL character is no part of any report, and PostgreSQL cannot store it."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ReportError(f"{where or 'report'}: contains a NUL character")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _refuse_nul(key, where or "a field name")
+            _refuse_nul(item, str(key)[:40].replace("\x00", ""))
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_nul(item, where)

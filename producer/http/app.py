@@ -2,8 +2,14 @@
 
 ``create_app`` is the factory: ``uvicorn --factory producer.http.app:create_app``
 serves it with the settings of the environment (``SMSQ_*``). The app owns one
-database engine (``producer.http.deps.Database``), made on first use and
-disposed at shutdown. Each area of the API is a router of its own module.
+database engine (``producer.http.deps.Database``), one producer and one Redis
+client, each made on first use and closed at shutdown. Each area of the API is
+a router of its own module.
+
+Around the routes, outermost first: request limits (413/415,
+:mod:`producer.http.limits`), then ``Idempotency-Key`` handling for POSTs
+under ``/v1/`` (:mod:`producer.http.idempotency`). Every error answer has one
+JSON shape (:mod:`producer.http.errors`).
 """
 
 from __future__ import annotations
@@ -14,8 +20,19 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI
 
-from producer.http import dlr, redact
+from producer.http import (
+    campaigns,
+    dlr,
+    errors,
+    health,
+    messages,
+    panelsms_dropin,
+    redact,
+    stoplist,
+)
 from producer.http.deps import Database
+from producer.http.idempotency import IdempotencyMiddleware
+from producer.http.limits import RequestLimits
 from providers.accounts import BrandAccount
 from smsq.settings import Settings, get_settings
 
@@ -27,24 +44,45 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     database = Database(settings.database_url)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            database.dispose()
+            close_app_resources(app)
 
     app = FastAPI(title="smsq", lifespan=lifespan)
     app.state.settings = settings
     app.state.database = database
+    app.state.producer = None  # made on first use: producer.http.deps.app_producer
+    app.state.redis = None  # made on first use: producer.http.deps.app_redis
+    errors.install(app)
+    # add_middleware wraps: the last added runs first.
+    app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(RequestLimits, settings=settings)
+    app.include_router(health.router)
+    app.include_router(messages.router)
+    app.include_router(campaigns.router)
+    app.include_router(stoplist.router)
     app.include_router(dlr.router)
-
-    @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    app.include_router(panelsms_dropin.router)
 
     redact.install()  # the brand callback key travels in the query string
     _warn_about_callback_keys(settings)
     return app
+
+
+def close_app_resources(app: FastAPI) -> None:
+    """Close the producer, the Redis client and the engine (shutdown, tests)."""
+    producer = app.state.producer
+    app.state.producer = None
+    if producer is not None:
+        producer.close()
+    client = app.state.redis
+    app.state.redis = None
+    if client is not None:
+        client.close()
+    database: Database = app.state.database
+    database.dispose()
 
 
 def _warn_about_callback_keys(settings: Settings) -> None:

@@ -1,10 +1,16 @@
-"""What routes get from the application: its settings and a DB session.
+"""What routes get from the application: settings, a DB session, the producer.
 
 The app owns one engine and sessionmaker, made on first use from
 ``settings.database_url`` (so an app built in a test or by ``uvicorn
 --factory`` works without its lifespan having run) and disposed when the
 app shuts down. Routes doing DB work are plain ``def`` so FastAPI runs them
 in its threadpool; each request gets its own session.
+
+``app.state.producer`` is the app's :class:`producer.api.Producer` (on the
+app's engine, with a Celery enqueuer); it is made on first use like the
+engine, and a test may set its own (with a recording enqueuer) before the
+first request. ``app.state.redis`` (the rate limiter's and ``/readyz``'s
+Redis client) works the same way. ``create_app`` closes both at shutdown.
 """
 
 from __future__ import annotations
@@ -13,12 +19,21 @@ import threading
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+import redis
+from fastapi import Depends, FastAPI, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import make_engine, make_sessionmaker
+from producer.api import Producer
+from producer.enqueue import CeleryEnqueuer
 from smsq.settings import Settings
+
+# Redis answers in well under a millisecond; a Redis that does not answer in
+# this time is treated as down (the rate limiter lets requests through).
+REDIS_TIMEOUT = 0.5
+
+_state_lock = threading.Lock()
 
 
 class Database:
@@ -70,3 +85,45 @@ def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterato
 
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
 DbSession = Annotated[Session, Depends(get_session)]
+
+
+def app_producer(app: FastAPI) -> Producer:
+    """The app's producer, made on first use (see the module docstring)."""
+    found: Producer | None = getattr(app.state, "producer", None)
+    if found is None:
+        with _state_lock:
+            found = getattr(app.state, "producer", None)
+            if found is None:
+                settings: Settings = app.state.settings
+                database: Database = app.state.database
+                found = Producer(
+                    settings,
+                    database.session_factory,
+                    CeleryEnqueuer(settings.effective_broker_url),
+                )
+                app.state.producer = found
+    return found
+
+
+def app_redis(app: FastAPI) -> redis.Redis:
+    """The app's Redis client (rate limits, readiness), made on first use."""
+    found: redis.Redis | None = getattr(app.state, "redis", None)
+    if found is None:
+        with _state_lock:
+            found = getattr(app.state, "redis", None)
+            if found is None:
+                settings: Settings = app.state.settings
+                found = redis.Redis.from_url(
+                    settings.redis_url,
+                    socket_connect_timeout=REDIS_TIMEOUT,
+                    socket_timeout=REDIS_TIMEOUT,
+                )
+                app.state.redis = found
+    return found
+
+
+def get_producer(request: Request) -> Producer:
+    return app_producer(request.app)
+
+
+ProducerDep = Annotated[Producer, Depends(get_producer)]

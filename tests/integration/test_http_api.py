@@ -139,7 +139,7 @@ def test_an_app_on_the_panelsms_api_only_changes_its_base_url(live: Callable[...
         params={
             "user": "legacy-shop",
             "apiKey": key,
-            "to": "+1222333444",
+            "to": "+14155552671",
             "message": "Hello World!",
             "senderId": "SHOP",
             "transactionId": "order-77",
@@ -153,7 +153,7 @@ def test_an_app_on_the_panelsms_api_only_changes_its_base_url(live: Callable[...
         params={
             "user": "legacy-shop",
             "apiKey": key,
-            "to": "+1222333444",
+            "to": "+14155552671",
             "message": "Hello World!",
             "transactionId": "order-77",
         },

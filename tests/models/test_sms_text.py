@@ -399,3 +399,9 @@ def test_encoding_given_as_plain_string() -> None:
     assert SmsText("a", "gsm7", 1, ("a",)).dcs == 0  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         part_length("a", "utf8")  # type: ignore[arg-type]
+
+
+def test_a_nul_character_is_not_sendable() -> None:
+    # Regression (fuzz): U+0000 reached PostgreSQL, which refuses it.
+    with pytest.raises(TextError, match="NUL"):
+        analyze("Hi\x00there")

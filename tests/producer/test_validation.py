@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import pickle
 import random
+from collections.abc import Callable
 
 import phonenumbers
 import pytest
@@ -13,6 +14,7 @@ from producer.errors import InvalidField
 from producer.numbers import _fast_valid
 from producer.validation import (
     check_callback_url,
+    check_idempotency,
     check_kind,
     check_sender,
     check_text,
@@ -353,3 +355,18 @@ def test_templates_allow_simple_names_only(text: str, reason: str) -> None:
         parse_template(text, max_parts=10)
     assert exc.value.field == "text"
     assert reason in exc.value.reason
+
+
+@pytest.mark.parametrize(
+    ("check", "field"),
+    [
+        (lambda: check_sender("SH\x00P"), "sender"),
+        (lambda: check_idempotency("", "order\x00"), "idempotency_key"),
+        (lambda: check_callback_url("https://a.example\x00/", Settings()), "callback_url"),
+    ],
+)
+def test_control_characters_are_refused_by_name(check: Callable[[], object], field: str) -> None:
+    # Regression (fuzz): a NUL reached PostgreSQL, which refuses it, as a 500.
+    with pytest.raises(InvalidField, match="control characters") as exc:
+        check()
+    assert exc.value.field == field

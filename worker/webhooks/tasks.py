@@ -40,7 +40,7 @@ def enqueue_delivery(delivery_id: str, countdown: float | None = None) -> None:
     )
 
 
-@app.task(name=TASK_DISPATCH_WEBHOOKS)  # type: ignore[untyped-decorator]  # celery is untyped
+@app.task(name=TASK_DISPATCH_WEBHOOKS)
 def dispatch_webhooks() -> dict[str, int]:
     """Beat: status events → deliveries; lost deliveries enqueued again."""
     rt = get_runtime()
@@ -51,7 +51,7 @@ def dispatch_webhooks() -> dict[str, int]:
     return {"created": len(result.created), "requeued": len(result.requeued)}
 
 
-@app.task(name=TASK_DELIVER_WEBHOOK)  # type: ignore[untyped-decorator]
+@app.task(name=TASK_DELIVER_WEBHOOK)
 def deliver_webhook(delivery_id: str) -> str:
     rt = get_runtime()
     ctx = DeliveryContext(

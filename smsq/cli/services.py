@@ -1,6 +1,8 @@
-"""The ``smsq`` command (Typer + rich).
+"""Running smsq: the schema, the settings, and the long-running processes.
 
-Exit codes: 0 ok, 1 failure, 2 bad usage (Typer's own for usage errors).
+``smsq db``, ``config``, ``simulator``, ``api``, ``worker``, ``beat``, ``demo``:
+what an operator starts, as opposed to the client commands (send, campaign,
+stoplist, keys) that talk to a running fleet.
 """
 
 from __future__ import annotations
@@ -9,29 +11,12 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from smsq.cli.common import console, err, fail
 from smsq.settings import ProvidersFileError, get_settings
 
-app = typer.Typer(
-    name="smsq",
-    help="smsq: an asynchronous job-queue bulk SMS sender.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode="rich",
-)
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-
-console = Console()
-err = Console(stderr=True)
-
-
-def fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
 
 
 @db_app.command("upgrade")
@@ -62,7 +47,6 @@ def db_downgrade(
     console.print(f"database at revision {revision}")
 
 
-@app.command("config")
 def show_config(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
@@ -96,7 +80,6 @@ def show_config(
     console.print(accounts)
 
 
-@app.command("simulator")
 def simulator(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8025,
@@ -143,7 +126,6 @@ def simulator(
     serve(Simulator(config), host=host, port=port)
 
 
-@app.command("api")
 def api(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
@@ -167,11 +149,10 @@ def api(
     )
 
 
-@app.command("worker")
 def worker(
     queues: Annotated[
-        str, typer.Option(help="comma-separated: otp, transactional, campaign")
-    ] = "otp,transactional,campaign",
+        str, typer.Option(help="comma-separated: otp, transactional, campaign, webhooks")
+    ] = "otp,transactional,campaign,webhooks",
     concurrency: Annotated[int, typer.Option(help="processes (prefork)")] = 2,
     loglevel: Annotated[str, typer.Option(help="Celery log level")] = "info",
 ) -> None:
@@ -207,7 +188,6 @@ def worker(
     )
 
 
-@app.command("beat")
 def beat(
     schedule: Annotated[str, typer.Option(help="file where beat keeps its state")] = (
         "celerybeat-schedule"
@@ -222,7 +202,6 @@ def beat(
     celery_app.start(["beat", "-s", schedule, "-l", "info"])
 
 
-@app.command("demo")
 def demo() -> None:
     """Run the demo on the embedded default: no database or Redis needed.
 
@@ -244,5 +223,12 @@ def masked_url(url: str) -> str:
         return url
 
 
-def main() -> None:  # pragma: no cover - console script entry
-    app()
+def register(app: typer.Typer) -> None:
+    """Add these commands to the ``smsq`` app."""
+    app.add_typer(db_app, name="db")
+    app.command("config")(show_config)
+    app.command("simulator")(simulator)
+    app.command("api")(api)
+    app.command("worker")(worker)
+    app.command("beat")(beat)
+    app.command("demo")(demo)
