@@ -75,14 +75,27 @@ def hooks() -> Iterator[tuple[Hooks, str]]:
     server.server_close()
 
 
-def api(stack: Any, key: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=stack.settings.public_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
-    )
+@pytest.fixture
+def api() -> Iterator[Callable[[Any, str], httpx.Client]]:
+    """An HTTP client of the stack's API with a key (closed at the end)."""
+    clients: list[httpx.Client] = []
+
+    def make(stack: Any, key: str) -> httpx.Client:
+        client = httpx.Client(
+            base_url=stack.settings.public_url,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
 
 
 def test_a_web_app_sends_reads_status_and_gets_signed_webhooks(
-    live: Callable[..., Any], hooks: tuple[Hooks, str]
+    live: Callable[..., Any], hooks: tuple[Hooks, str], api: Callable[[Any, str], httpx.Client]
 ) -> None:
     state, hook_url = hooks
     stack = live(env=WEBHOOK_ENV)
@@ -168,7 +181,7 @@ def test_an_app_on_the_panelsms_api_only_changes_its_base_url(live: Callable[...
 
 
 def test_an_operator_uploads_a_csv_campaign_and_downloads_its_report(
-    live: Callable[..., Any],
+    live: Callable[..., Any], api: Callable[[Any, str], httpx.Client]
 ) -> None:
     stack = live()
     stack.worker("campaign", concurrency=2)
@@ -203,6 +216,7 @@ def test_an_operator_uploads_a_csv_campaign_and_downloads_its_report(
         90,
         "the campaign finished",
     )
+    stack.wait_until(stack.all_in("delivered", 198), 30, "the delivery reports")
     summary = client.get(f"/v1/campaigns/{campaign}").json()
     assert summary["counts"].get("delivered") == 198 and summary["counts"].get("suppressed") == 1
     report = client.get(f"/v1/campaigns/{campaign}/report.csv")
