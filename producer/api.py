@@ -32,22 +32,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import make_engine, make_sessionmaker
 from models.ids import new_id
-from models.status import EventSource, MessageKind, MessageStatus
+from models.status import MessageKind, MessageStatus
 from models.tables import Message, Suppression, utcnow
-from models.transitions import apply_status
 from producer import campaign_control
 from producer.campaign_control import ControlResult
 from producer.campaigns import CampaignPlan, Ingestion, Recipient, parse_template
 from producer.enqueue import CeleryEnqueuer, Enqueuer
 from producer.errors import InvalidField
+from producer.message_spec import check_message
 from producer.receipts import CampaignReceipt, MessageReceipt
 from producer.validation import (
-    check_callback_url,
-    check_idempotency,
-    check_kind,
     check_one_line,
     check_sender,
-    check_text,
     normalize_number,
     parse_send_at,
     resolve_provider,
@@ -142,59 +138,30 @@ class Producer:
         ``client_id`` returns the first call's message, whatever it carried.
         ``flash`` asks for a flash SMS (shown, not stored; one part only).
         """
-        settings = self.settings
-        now = self.clock()
-        message_kind = check_kind(kind)
         number = normalize_number(to, field="to")
-        sms = check_text(text, max_parts=settings.max_parts)
-        when = parse_send_at(send_at, now=now, tz=settings.timezone)
-        account = resolve_provider(provider, settings)
-        seconds = resolve_validity(validity, message_kind, settings)
-        sender = check_sender(sender)
-        callback_url = check_callback_url(callback_url, settings, signed_by_key=bool(client_id))
-        check_idempotency(client_id, idempotency_key)
-        if flash and sms.segments > 1:
-            raise InvalidField("flash", "a flash SMS must fit in one part")
-
+        spec = check_message(
+            self.settings,
+            now=self.clock(),
+            text=text,
+            kind=kind,
+            send_at=send_at,
+            provider=provider,
+            validity=validity,
+            sender=sender,
+            callback_url=callback_url,
+            stop_list=stop_list,
+            flash=flash,
+            client_id=client_id,
+            idempotency_key=idempotency_key,
+        )
         with self.sessions() as session:
             if idempotency_key is not None:
                 existing = _find_idempotent(session, client_id, idempotency_key)
                 if existing is not None:
                     return existing
-            if stop_list and session.get(Suppression, number) is not None:
-                target = S.SUPPRESSED
-            elif when is not None and (when - now).total_seconds() > settings.schedule_horizon:
-                target = S.SCHEDULED
-            else:
-                target = S.QUEUED
-            message = Message(
-                id=new_id(),
-                to=number,
-                text=sms.text,
-                sender=sender,
-                kind=message_kind.value,
-                provider=account,
-                status=S.ACCEPTED.value,
-                encoding=sms.encoding.value,
-                segments=sms.segments,
-                stop_list=stop_list,
-                flash=flash,
-                callback_url=callback_url,
-                client_id=client_id,
-                idempotency_key=idempotency_key,
-                send_at=when,
-                expires_at=(when or now) + dt.timedelta(seconds=seconds),
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(message)
-            apply_status(
-                session,
-                message,
-                target,
-                source=EventSource.PRODUCER,
-                detail="on the stop list" if target is S.SUPPRESSED else None,
-                at=now,
+            suppressed = stop_list and session.get(Suppression, number) is not None
+            message, status = spec.add(
+                session, number, suppressed=suppressed, idempotency_key=idempotency_key
             )
             try:
                 session.commit()
@@ -207,9 +174,9 @@ class Producer:
                 if existing is None:
                     raise
                 return existing
-        if target is S.QUEUED:
-            self.enqueue([message.id], queue=QUEUE_FOR_KIND[message_kind], eta=when)
-        return MessageReceipt(message.id, target.value, sms.encoding.value, sms.segments)
+        if status is S.QUEUED:
+            self.enqueue([message.id], queue=spec.queue, eta=spec.send_at)
+        return MessageReceipt(message.id, status.value, spec.sms.encoding.value, spec.sms.segments)
 
     # --- a campaign ----------------------------------------------------------
 

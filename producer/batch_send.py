@@ -25,25 +25,15 @@ from collections.abc import Sequence
 import structlog
 from sqlalchemy import select
 
-from models.ids import new_id
-from models.status import EventSource, MessageKind, MessageStatus
-from models.tables import Message, Suppression
-from models.transitions import apply_status
+from models.status import MessageKind, MessageStatus
+from models.tables import Suppression
 from producer.api import Producer
 from producer.errors import InvalidField
+from producer.message_spec import check_message
 from producer.receipts import MessageReceipt
 from producer.validation import (
-    check_callback_url,
-    check_idempotency,
-    check_kind,
-    check_sender,
-    check_text,
     normalize_number,
-    parse_send_at,
-    resolve_provider,
-    resolve_validity,
 )
-from smsq.names import QUEUE_FOR_KIND
 
 log = structlog.get_logger("smsq.producer")
 
@@ -75,19 +65,22 @@ def send_many(
         raise InvalidField(
             "to", f"at most {settings.max_recipients} numbers in one request, got {len(numbers)}"
         )
-    message_kind = check_kind(kind)
     targets = [normalize_number(raw, field=f"to[{i}]") for i, raw in enumerate(numbers)]
-    sms = check_text(text, max_parts=settings.max_parts)
-    when = parse_send_at(send_at, now=now, tz=settings.timezone)
-    account = resolve_provider(provider, settings)
-    seconds = resolve_validity(validity, message_kind, settings)
-    sender = check_sender(sender)
-    callback_url = check_callback_url(callback_url, settings, signed_by_key=bool(client_id))
-    check_idempotency(client_id, None)
-
-    scheduled = when is not None and (when - now).total_seconds() > settings.schedule_horizon
-    usual = S.SCHEDULED if scheduled else S.QUEUED
-    expires_at = (when or now) + dt.timedelta(seconds=seconds)
+    spec = check_message(
+        settings,
+        now=now,
+        text=text,
+        kind=kind,
+        send_at=send_at,
+        provider=provider,
+        validity=validity,
+        sender=sender,
+        callback_url=callback_url,
+        stop_list=stop_list,
+        flash=False,
+        client_id=client_id,
+        idempotency_key=None,
+    )
     receipts: list[MessageReceipt] = []
     queued: list[str] = []
     with producer.sessions() as session:
@@ -96,50 +89,20 @@ def send_many(
             listed = select(Suppression.number).where(Suppression.number.in_(set(targets)))
             stopped = set(session.scalars(listed))
         for number in targets:
-            message = Message(
-                id=new_id(),
-                to=number,
-                text=sms.text,
-                sender=sender,
-                kind=message_kind.value,
-                provider=account,
-                status=S.ACCEPTED.value,
-                encoding=sms.encoding.value,
-                segments=sms.segments,
-                stop_list=stop_list,
-                flash=False,
-                callback_url=callback_url,
-                client_id=client_id,
-                idempotency_key=None,
-                send_at=when,
-                expires_at=expires_at,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(message)
-            target = S.SUPPRESSED if number in stopped else usual
-            apply_status(
-                session,
-                message,
-                target,
-                source=EventSource.PRODUCER,
-                detail="on the stop list" if target is S.SUPPRESSED else None,
-                at=now,
-            )
+            message, status = spec.add(session, number, suppressed=number in stopped)
             receipts.append(
-                MessageReceipt(message.id, target.value, sms.encoding.value, sms.segments)
+                MessageReceipt(message.id, status.value, spec.sms.encoding.value, spec.sms.segments)
             )
-            if target is S.QUEUED:
+            if status is S.QUEUED:
                 queued.append(message.id)
         session.commit()
 
-    queue = QUEUE_FOR_KIND[message_kind]
     size = settings.batch_size
     for start in range(0, len(queued), size):
-        producer.enqueue(queued[start : start + size], queue=queue, eta=when)
+        producer.enqueue(queued[start : start + size], queue=spec.queue, eta=spec.send_at)
     log.info(
         "messages accepted",
-        kind=message_kind.value,
+        kind=spec.kind.value,
         messages=len(receipts),
         queued=len(queued),
         suppressed=sum(r.status == S.SUPPRESSED for r in receipts),

@@ -1,0 +1,142 @@
+"""One place for what a single message request is and becomes.
+
+``Producer.send`` (one number) and ``batch_send.send_many`` (a list) accept
+the same fields, check them the same way and write the same rows; the
+checks, the first status and the row are defined here once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from models.ids import new_id
+from models.sms_text import SmsText
+from models.status import EventSource, MessageKind, MessageStatus
+from models.tables import Message
+from models.transitions import apply_status
+from producer.errors import InvalidField
+from producer.validation import (
+    check_callback_url,
+    check_idempotency,
+    check_kind,
+    check_sender,
+    check_text,
+    parse_send_at,
+    resolve_provider,
+    resolve_validity,
+)
+from smsq.names import QUEUE_FOR_KIND
+from smsq.settings import Settings
+
+S = MessageStatus
+SUPPRESSED_DETAIL = "on the stop list"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSpec:
+    """A checked request: everything of a message row but its number and id."""
+
+    kind: MessageKind
+    sms: SmsText
+    send_at: dt.datetime | None
+    provider: str
+    sender: str | None
+    callback_url: str | None
+    expires_at: dt.datetime
+    scheduled: bool  # send_at beyond the horizon: waits in the DB, not in Celery
+    stop_list: bool
+    flash: bool
+    client_id: str
+    now: dt.datetime
+
+    @property
+    def queue(self) -> str:
+        return QUEUE_FOR_KIND[self.kind]
+
+    def first_status(self, *, suppressed: bool) -> MessageStatus:
+        if suppressed:
+            return S.SUPPRESSED
+        return S.SCHEDULED if self.scheduled else S.QUEUED
+
+    def add(
+        self, session: Session, number: str, *, suppressed: bool, idempotency_key: str | None = None
+    ) -> tuple[Message, MessageStatus]:
+        """Add the row for ``number`` with its first status event; the caller commits."""
+        now = self.now
+        message = Message(
+            id=new_id(),
+            to=number,
+            text=self.sms.text,
+            sender=self.sender,
+            kind=self.kind.value,
+            provider=self.provider,
+            status=S.ACCEPTED.value,
+            encoding=self.sms.encoding.value,
+            segments=self.sms.segments,
+            stop_list=self.stop_list,
+            flash=self.flash,
+            callback_url=self.callback_url,
+            client_id=self.client_id,
+            idempotency_key=idempotency_key,
+            send_at=self.send_at,
+            expires_at=self.expires_at,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(message)
+        status = self.first_status(suppressed=suppressed)
+        apply_status(
+            session,
+            message,
+            status,
+            source=EventSource.PRODUCER,
+            detail=SUPPRESSED_DETAIL if status is S.SUPPRESSED else None,
+            at=now,
+        )
+        return message, status
+
+
+def check_message(
+    settings: Settings,
+    *,
+    now: dt.datetime,
+    text: str,
+    kind: str,
+    send_at: str | dt.datetime | None,
+    provider: str | None,
+    validity: int | None,
+    sender: str | None,
+    callback_url: str | None,
+    stop_list: bool,
+    flash: bool,
+    client_id: str,
+    idempotency_key: str | None,
+) -> MessageSpec:
+    """Every check of a message request but its number; raises InvalidField."""
+    message_kind = check_kind(kind)
+    sms = check_text(text, max_parts=settings.max_parts)
+    when = parse_send_at(send_at, now=now, tz=settings.timezone)
+    account = resolve_provider(provider, settings)
+    seconds = resolve_validity(validity, message_kind, settings)
+    checked_sender = check_sender(sender)
+    checked_url = check_callback_url(callback_url, settings, signed_by_key=bool(client_id))
+    check_idempotency(client_id, idempotency_key)
+    if flash and sms.segments > 1:
+        raise InvalidField("flash", "a flash SMS must fit in one part")
+    return MessageSpec(
+        kind=message_kind,
+        sms=sms,
+        send_at=when,
+        provider=account,
+        sender=checked_sender,
+        callback_url=checked_url,
+        expires_at=(when or now) + dt.timedelta(seconds=seconds),
+        scheduled=when is not None and (when - now).total_seconds() > settings.schedule_horizon,
+        stop_list=stop_list,
+        flash=flash,
+        client_id=client_id,
+        now=now,
+    )
