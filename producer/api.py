@@ -39,7 +39,7 @@ from producer.campaign_control import ControlResult
 from producer.campaigns import CampaignPlan, Ingestion, Recipient, parse_template
 from producer.enqueue import CeleryEnqueuer, Enqueuer
 from producer.errors import InvalidField
-from producer.message_spec import check_message
+from producer.message_spec import MessageSpec, check_message
 from producer.receipts import CampaignReceipt, MessageReceipt
 from producer.validation import (
     check_one_line,
@@ -154,12 +154,20 @@ class Producer:
             client_id=client_id,
             idempotency_key=idempotency_key,
         )
+        return self.send_checked(number, spec, idempotency_key)
+
+    def send_checked(
+        self, number: str, spec: MessageSpec, idempotency_key: str | None = None
+    ) -> MessageReceipt:
+        """Store and enqueue one message whose number and fields are checked
+        (``normalize_number`` and :func:`~producer.message_spec.check_message`)."""
+        client_id = spec.client_id
         with self.sessions() as session:
             if idempotency_key is not None:
                 existing = _find_idempotent(session, client_id, idempotency_key)
                 if existing is not None:
                     return existing
-            suppressed = stop_list and session.get(Suppression, number) is not None
+            suppressed = spec.stop_list and session.get(Suppression, number) is not None
             message, status = spec.add(
                 session, number, suppressed=suppressed, idempotency_key=idempotency_key
             )

@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from models.status import MessageKind, MessageStatus
-from models.tables import Suppression
+from models.tables import Message, Suppression
 from producer.api import Producer
 from producer.errors import InvalidField
-from producer.message_spec import check_message
+from producer.message_spec import MessageSpec, check_message
 from producer.receipts import MessageReceipt
 from producer.validation import (
     normalize_number,
@@ -109,3 +111,98 @@ def send_many(
         client_id=client_id,
     )
     return receipts
+
+
+# --- many independent single messages, one transaction ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedSend:
+    """One single-message request, already checked (number and fields)."""
+
+    number: str
+    spec: MessageSpec
+    idempotency_key: str | None = None
+
+
+def send_each(producer: Producer, items: Sequence[CheckedSend]) -> list[MessageReceipt | Exception]:
+    """What :meth:`Producer.send_checked` does for each item, in one commit.
+
+    The HTTP API's group commit hands the single sends that arrive together
+    here: one stop-list query, one idempotency query, one commit, and one
+    Celery task per queue and send time instead of one per message. An item
+    whose idempotency key was used before (or earlier in the batch) gets the
+    first message's receipt, as ``send`` would. If the commit fails (a key
+    raced with a request outside the batch), the items are sent one by one,
+    so each gets the answer ``send`` would have given it.
+    """
+    try:
+        receipts, queued = _store_each(producer, items)
+    except IntegrityError:
+        return [_send_alone(producer, item) for item in items]
+    except Exception as exc:  # the database does not answer: every request fails alike
+        return [exc] * len(items)
+    size = producer.settings.batch_size
+    for (queue, eta), ids in queued.items():
+        for start in range(0, len(ids), size):
+            producer.enqueue(ids[start : start + size], queue=queue, eta=eta)
+    return list(receipts)
+
+
+def _store_each(
+    producer: Producer, items: Sequence[CheckedSend]
+) -> tuple[list[MessageReceipt], dict[tuple[str, dt.datetime | None], list[str]]]:
+    receipts: list[MessageReceipt] = []
+    queued: dict[tuple[str, dt.datetime | None], list[str]] = {}
+    with producer.sessions() as session:
+        listed = {i.number for i in items if i.spec.stop_list}
+        stopped = set(
+            session.scalars(select(Suppression.number).where(Suppression.number.in_(listed)))
+        )
+        keyed = {(i.spec.client_id, i.idempotency_key) for i in items if i.idempotency_key}
+        earlier: dict[tuple[str, str | None], MessageReceipt] = {}
+        if keyed:
+            rows = session.execute(
+                select(
+                    Message.client_id,
+                    Message.idempotency_key,
+                    Message.id,
+                    Message.status,
+                    Message.encoding,
+                    Message.segments,
+                ).where(Message.idempotency_key.in_({key for _, key in keyed}))
+            )
+            for row in rows:
+                if (row.client_id, row.idempotency_key) in keyed:
+                    earlier[(row.client_id, row.idempotency_key)] = MessageReceipt(
+                        row.id, row.status, row.encoding, row.segments
+                    )
+        for item in items:
+            spec = item.spec
+            key = (spec.client_id, item.idempotency_key)
+            if item.idempotency_key and key in earlier:
+                receipts.append(earlier[key])
+                continue
+            message, status = spec.add(
+                session,
+                item.number,
+                suppressed=item.number in stopped,
+                idempotency_key=item.idempotency_key,
+            )
+            receipt = MessageReceipt(
+                message.id, status.value, spec.sms.encoding.value, spec.sms.segments
+            )
+            receipts.append(receipt)
+            if item.idempotency_key:
+                earlier[key] = receipt
+            if status is S.QUEUED:
+                queued.setdefault((spec.queue, spec.send_at), []).append(message.id)
+        session.commit()
+    return receipts, queued
+
+
+def _send_alone(producer: Producer, item: CheckedSend) -> MessageReceipt | Exception:
+    try:
+        return producer.send_checked(item.number, item.spec, item.idempotency_key)
+    except Exception as exc:
+        return exc

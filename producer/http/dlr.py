@@ -1,8 +1,8 @@
 """The delivery-report receiver: ``GET /dlr/brand`` and ``POST /dlr/panelsms``.
 
 Both speak the vendor's format (shared providers README) and hand the parsed
-report to the app's :class:`~producer.http.report_batcher.ReportBatcher`,
-which records it (:func:`providers.report_recording.record_reports`) together
+report to the app's group commit (:mod:`producer.http.group_commit`), which
+records it (:func:`providers.report_recording.record_reports`) together
 with the reports arriving at the same time, in one commit, before answering.
 
 Answers:
@@ -38,9 +38,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from producer.http.deps import AppSettings, get_database
 from producer.http.metrics import DLR_UNMATCHED
-from producer.http.report_batcher import ReportBatcher
+from producer.http.group_commit import GroupCommit
 from providers.accounts import BrandAccount, PanelSmsAccount
-from providers.report_recording import ReportToRecord
+from providers.report_recording import ReportResult, ReportToRecord, record_reports
 from providers.reports import ReportError, parse_brand_report, parse_panelsms_report
 from smsq.settings import Settings
 
@@ -50,12 +50,21 @@ log = structlog.get_logger("smsq.dlr")
 BRAND_KEY_PARAM = "key"
 
 
+ReportBatcher = GroupCommit[ReportToRecord, ReportResult]
+
+
 def report_batcher(request: Request) -> ReportBatcher:
-    """The app's batcher, made on first use (the app's database is lazy too)."""
+    """The app's group commit of reports, made on first use (the database is lazy too)."""
     state = request.app.state
     batcher: ReportBatcher | None = getattr(state, "report_batcher", None)
     if batcher is None:
-        batcher = state.report_batcher = ReportBatcher(get_database(request).session_factory)
+        sessions = get_database(request).session_factory
+
+        def write(items: list[ReportToRecord]) -> list[ReportResult | Exception]:
+            with sessions() as session:
+                return record_reports(session, items)
+
+        batcher = state.report_batcher = GroupCommit(write)
     return batcher
 
 
@@ -76,7 +85,7 @@ async def brand_report(request: Request, batcher: Batcher, settings: AppSettings
         log.warning("dlr.invalid", adapter="brand", sms_id=sms_id, problem=str(exc))
         return _invalid(exc)
     raw = {name: value for name, value in params.items() if name != BRAND_KEY_PARAM}
-    result = await batcher.record(ReportToRecord(report, raw, accounts))
+    result = await batcher.submit(ReportToRecord(report, raw, accounts))
     _log_result(
         "brand",
         result.matched,
@@ -116,7 +125,7 @@ async def panelsms_report(
         log.warning("dlr.invalid", adapter="panelsms", transaction_id=tid, problem=str(exc))
         return _invalid(exc)
     accounts = [n for n, a in settings.providers.items() if isinstance(a, PanelSmsAccount)]
-    result = await batcher.record(ReportToRecord(report, body, accounts))
+    result = await batcher.submit(ReportToRecord(report, body, accounts))
     _log_result(
         "panelsms",
         result.matched,

@@ -6,23 +6,31 @@ written or sent. The answer to a list is a list, in the request's order.
 
 A message belongs to the API key that sent it (campaign messages, like
 campaigns, to every key): looking up another key's message answers 404,
-exactly as for an id that does not exist, so ids cannot be probed. Routes
-are plain ``def``: FastAPI runs them in its threadpool, where the producer's
-blocking database and broker calls belong.
+exactly as for an id that does not exist, so ids cannot be probed. The
+producer's database and broker calls block: they run in the threadpool
+(plain ``def`` routes, ``run_in_threadpool``, the group commit's thread).
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from functools import partial
 
-from producer.batch_send import send_many
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from producer.api import Producer
+from producer.batch_send import CheckedSend, send_each, send_many
 from producer.campaign_views import message_view
 from producer.errors import InvalidField
 from producer.http.auth import CurrentClient
 from producer.http.deps import DbSession, ProducerDep
 from producer.http.errors import ApiError
+from producer.http.group_commit import GroupCommit
 from producer.http.idempotency import STATE_IDEMPOTENCY_KEY
 from producer.http.schemas import MessageAccepted, MessageOut, SendMessage, error_responses
+from producer.message_spec import check_message
+from producer.numbers import normalize_number
+from producer.receipts import MessageReceipt
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"])
 
@@ -34,7 +42,7 @@ router = APIRouter(prefix="/v1/messages", tags=["messages"])
     responses=error_responses(413, 415, 422),
     summary="Send an SMS to one number or to a list",
 )
-def send_message(
+async def send_message(
     request: Request, body: SendMessage, client: CurrentClient, producer: ProducerDep
 ) -> MessageAccepted | list[MessageAccepted]:
     """Accept the message(s): validated, stored, then queued (or scheduled).
@@ -46,10 +54,15 @@ def send_message(
     middleware; for one number it is also stored on the message itself, so
     even a request whose message was committed but whose answer was lost (a
     5xx after the commit) cannot send twice when retried.
+
+    One number is checked here, in the event loop (no I/O), and stored by the
+    app's group commit together with the other single sends arriving at the
+    same time: one transaction and one Celery task for the lot.
     """
     callback_url = body.callback_url if body.callback_url is not None else client.webhook_url
     if isinstance(body.to, list):
-        receipts = send_many(
+        receipts = await run_in_threadpool(
+            send_many,
             producer,
             body.to,
             body.text,
@@ -64,19 +77,36 @@ def send_message(
         return [MessageAccepted.of(receipt) for receipt in receipts]
     if not isinstance(body.to, str):
         raise InvalidField("to", "must be a phone number or a list of phone numbers")
-    receipt = producer.send(
-        body.to,
-        body.text,
-        sender=body.sender,
+    key = getattr(request.state, STATE_IDEMPOTENCY_KEY, None)
+    spec = check_message(
+        producer.settings,
+        now=producer.clock(),
+        text=body.text,
         kind=body.kind,
         send_at=body.send_at,
         provider=body.provider,
-        callback_url=callback_url,
         validity=body.validity,
+        sender=body.sender,
+        callback_url=callback_url,
+        stop_list=True,
+        flash=False,
         client_id=client.id,
-        idempotency_key=getattr(request.state, STATE_IDEMPOTENCY_KEY, None),
+        idempotency_key=key,
     )
+    item = CheckedSend(normalize_number(body.to, field="to"), spec, key)
+    receipt = await send_group(request, producer).submit(item)
     return MessageAccepted.of(receipt)
+
+
+def send_group(request: Request, producer: Producer) -> GroupCommit[CheckedSend, MessageReceipt]:
+    """The app's group commit of single sends, made on first use for its producer."""
+    state = request.app.state
+    made: tuple[Producer, GroupCommit[CheckedSend, MessageReceipt]] | None = getattr(
+        state, "send_group", None
+    )
+    if made is None or made[0] is not producer:  # a test may swap the producer
+        made = state.send_group = (producer, GroupCommit(partial(send_each, producer)))
+    return made[1]
 
 
 @router.get(

@@ -383,3 +383,79 @@ def test_module_level_send_uses_the_default_producer(
     finally:
         api.set_default_producer(None)
     assert [c.ids for c in recorder.calls] == [[receipt.id]]
+
+
+# --- send_each: single sends that arrived together, one transaction ---------------
+
+
+def checked(
+    producer: Producer, to: str, *, kind: str = "transactional", key: str | None = None
+) -> Any:
+    from producer.batch_send import CheckedSend
+    from producer.message_spec import check_message
+    from producer.numbers import normalize_number
+
+    spec = check_message(
+        producer.settings,
+        now=NOW,
+        text="Your parcel is here",
+        kind=kind,
+        send_at=None,
+        provider=None,
+        validity=None,
+        sender=None,
+        callback_url=None,
+        stop_list=True,
+        flash=False,
+        client_id="shop",
+        idempotency_key=key,
+    )
+    return CheckedSend(normalize_number(to, field="to"), spec, key)
+
+
+def test_send_each_stores_all_in_one_go_and_enqueues_one_task_per_queue(
+    producer: Producer, recorder: RecordingEnqueuer, session: Session
+) -> None:
+    from producer.batch_send import send_each
+
+    session.add(Suppression(number="+4915123000003"))
+    session.commit()
+    items = [
+        checked(producer, "+4915123000001", kind="otp"),
+        checked(producer, "+4915123000002"),
+        checked(producer, "+4915123000003"),  # stop-listed
+        checked(producer, "+4915123000004", kind="otp"),
+    ]
+    receipts = send_each(producer, items)
+    assert [getattr(r, "status", r) for r in receipts] == [
+        "queued",
+        "queued",
+        "suppressed",
+        "queued",
+    ]
+    calls = {call.queue: call for call in recorder.calls}
+    assert len(recorder.calls) == 2
+    assert calls["otp"].ids == [receipts[0].id, receipts[3].id]  # type: ignore[union-attr]
+    assert calls["transactional"].ids == [receipts[1].id]  # type: ignore[union-attr]
+    # Committed (with their first event) before any was enqueued.
+    assert calls["otp"].visible[receipts[0].id] == ("queued", ["queued"])  # type: ignore[union-attr]
+
+
+def test_send_each_answers_a_repeated_key_with_the_first_message(
+    producer: Producer, recorder: RecordingEnqueuer, session: Session
+) -> None:
+    from producer.batch_send import send_each
+
+    before = send_each(producer, [checked(producer, "+4915123000001", key="order-1")])
+    again = send_each(
+        producer,
+        [
+            checked(producer, "+4915123000001", key="order-1"),  # sent before
+            checked(producer, "+4915123000002", key="order-2"),
+            checked(producer, "+4915123000002", key="order-2"),  # twice in this batch
+        ],
+    )
+    assert again[0] == before[0]
+    assert again[1] == again[2]
+    assert session.scalar(select(func.count()).select_from(Message)) == 2
+    assert sum(len(call.ids) for call in recorder.calls) == 2
