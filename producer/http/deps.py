@@ -68,7 +68,9 @@ class Database:
             self._sessionmaker = None
 
 
-def get_app_settings(request: Request) -> Settings:
+# Dependencies without I/O are ``async def``: FastAPI runs a plain ``def``
+# dependency in its threadpool, a thread hop per request for nothing.
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -122,7 +124,7 @@ def app_redis(app: FastAPI) -> redis.Redis:
     return found
 
 
-def get_producer(request: Request) -> Producer:
+async def get_producer(request: Request) -> Producer:
     return app_producer(request.app)
 
 

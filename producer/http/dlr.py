@@ -53,7 +53,7 @@ BRAND_KEY_PARAM = "key"
 ReportBatcher = GroupCommit[ReportToRecord, ReportResult]
 
 
-def report_batcher(request: Request) -> ReportBatcher:
+async def report_batcher(request: Request) -> ReportBatcher:
     """The app's group commit of reports, made on first use (the database is lazy too)."""
     state = request.app.state
     batcher: ReportBatcher | None = getattr(state, "report_batcher", None)
