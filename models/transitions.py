@@ -8,7 +8,7 @@ the one writer of single-row changes (the worker's bulk writes use
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import insert, update
@@ -59,6 +59,43 @@ def apply_status(
     if is_final(to):
         message.finished_at = now
     return True
+
+
+def insert_new_messages(
+    session: Session,
+    rows: list[dict[str, Any]],
+    *,
+    source: EventSource,
+    now: dt.datetime,
+    details: Mapping[MessageStatus, str] | None = None,
+) -> None:
+    """Insert new messages, each already at its first ``status``, with its event.
+
+    The set-based twin of ``Message(status=accepted)`` + :func:`apply_status`
+    for many rows at once (two INSERT statements, no ORM objects): each row's
+    status must be one an ``accepted`` message may move to. ``rows`` are
+    ``messages`` column values; ``details`` gives an event detail by status.
+    The caller commits.
+    """
+    events = []
+    for row in rows:
+        to = MessageStatus(row["status"])
+        if not can_move(MessageStatus.ACCEPTED, to):
+            raise ValueError(f"a new message cannot start as {to}")
+        row["finished_at"] = now if is_final(to) else None
+        events.append(
+            {
+                "message_id": row["id"],
+                "status": to,
+                "source": source,
+                "applied": True,
+                "detail": (details or {}).get(to),
+                "created_at": now,
+            }
+        )
+    if rows:
+        session.execute(insert(Message), rows)
+        session.execute(insert(MessageEvent), events)
 
 
 def move_campaign_messages(

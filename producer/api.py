@@ -39,7 +39,7 @@ from producer.campaign_control import ControlResult
 from producer.campaigns import CampaignPlan, Ingestion, Recipient, parse_template
 from producer.enqueue import CeleryEnqueuer, Enqueuer
 from producer.errors import InvalidField
-from producer.message_spec import MessageSpec, check_message
+from producer.message_spec import MessageSpec, check_message, insert_rows
 from producer.receipts import CampaignReceipt, MessageReceipt
 from producer.validation import (
     check_one_line,
@@ -168,10 +168,9 @@ class Producer:
                 if existing is not None:
                     return existing
             suppressed = spec.stop_list and session.get(Suppression, number) is not None
-            message, status = spec.add(
-                session, number, suppressed=suppressed, idempotency_key=idempotency_key
-            )
+            row = spec.row(number, suppressed=suppressed, idempotency_key=idempotency_key)
             try:
+                insert_rows(session, [row], spec.now)
                 session.commit()
             except IntegrityError:
                 # A concurrent call with the same key won the race.
@@ -182,9 +181,9 @@ class Producer:
                 if existing is None:
                     raise
                 return existing
-        if status is S.QUEUED:
-            self.enqueue([message.id], queue=spec.queue, eta=spec.send_at)
-        return MessageReceipt(message.id, status.value, spec.sms.encoding.value, spec.sms.segments)
+        if row["status"] == S.QUEUED:
+            self.enqueue([row["id"]], queue=spec.queue, eta=spec.send_at)
+        return spec.receipt(row)
 
     # --- a campaign ----------------------------------------------------------
 

@@ -22,16 +22,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from models.status import MessageKind, MessageStatus
-from models.tables import Message, Suppression
+from models.tables import Message, Suppression, utcnow
 from producer.api import Producer
 from producer.errors import InvalidField
-from producer.message_spec import MessageSpec, check_message
+from producer.message_spec import MessageSpec, check_message, insert_rows
 from producer.receipts import MessageReceipt
 from producer.validation import (
     normalize_number,
@@ -83,21 +84,16 @@ def send_many(
         client_id=client_id,
         idempotency_key=None,
     )
-    receipts: list[MessageReceipt] = []
-    queued: list[str] = []
     with producer.sessions() as session:
         stopped: set[str] = set()
         if stop_list:
             listed = select(Suppression.number).where(Suppression.number.in_(set(targets)))
             stopped = set(session.scalars(listed))
-        for number in targets:
-            message, status = spec.add(session, number, suppressed=number in stopped)
-            receipts.append(
-                MessageReceipt(message.id, status.value, spec.sms.encoding.value, spec.sms.segments)
-            )
-            if status is S.QUEUED:
-                queued.append(message.id)
+        rows = [spec.row(number, suppressed=number in stopped) for number in targets]
+        insert_rows(session, rows, now)
         session.commit()
+    receipts = [spec.receipt(row) for row in rows]
+    queued = [row["id"] for row in rows if row["status"] == S.QUEUED]
 
     size = settings.batch_size
     for start in range(0, len(queued), size):
@@ -162,7 +158,7 @@ def _store_each(
         keyed = {(i.spec.client_id, i.idempotency_key) for i in items if i.idempotency_key}
         earlier: dict[tuple[str, str | None], MessageReceipt] = {}
         if keyed:
-            rows = session.execute(
+            found = session.execute(
                 select(
                     Message.client_id,
                     Message.idempotency_key,
@@ -172,31 +168,31 @@ def _store_each(
                     Message.segments,
                 ).where(Message.idempotency_key.in_({key for _, key in keyed}))
             )
-            for row in rows:
-                if (row.client_id, row.idempotency_key) in keyed:
-                    earlier[(row.client_id, row.idempotency_key)] = MessageReceipt(
-                        row.id, row.status, row.encoding, row.segments
+            for hit in found:
+                if (hit.client_id, hit.idempotency_key) in keyed:
+                    earlier[(hit.client_id, hit.idempotency_key)] = MessageReceipt(
+                        hit.id, hit.status, hit.encoding, hit.segments
                     )
+        new_rows: list[dict[str, Any]] = []
         for item in items:
             spec = item.spec
             key = (spec.client_id, item.idempotency_key)
             if item.idempotency_key and key in earlier:
                 receipts.append(earlier[key])
                 continue
-            message, status = spec.add(
-                session,
+            row = spec.row(
                 item.number,
                 suppressed=item.number in stopped,
                 idempotency_key=item.idempotency_key,
             )
-            receipt = MessageReceipt(
-                message.id, status.value, spec.sms.encoding.value, spec.sms.segments
-            )
+            new_rows.append(row)
+            receipt = spec.receipt(row)
             receipts.append(receipt)
             if item.idempotency_key:
                 earlier[key] = receipt
-            if status is S.QUEUED:
-                queued.setdefault((spec.queue, spec.send_at), []).append(message.id)
+            if row["status"] == S.QUEUED:
+                queued.setdefault((spec.queue, spec.send_at), []).append(row["id"])
+        insert_rows(session, new_rows, min((i.spec.now for i in items), default=utcnow()))
         session.commit()
     return receipts, queued
 

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from models.ids import new_id
 from models.sms_text import SmsText
 from models.status import EventSource, MessageKind, MessageStatus
-from models.tables import Message
-from models.transitions import apply_status
+from models.transitions import insert_new_messages
 from producer.errors import InvalidField
+from producer.receipts import MessageReceipt
 from producer.validation import (
     check_callback_url,
     check_idempotency,
@@ -61,42 +62,44 @@ class MessageSpec:
             return S.SUPPRESSED
         return S.SCHEDULED if self.scheduled else S.QUEUED
 
-    def add(
-        self, session: Session, number: str, *, suppressed: bool, idempotency_key: str | None = None
-    ) -> tuple[Message, MessageStatus]:
-        """Add the row for ``number`` with its first status event; the caller commits."""
-        now = self.now
-        message = Message(
-            id=new_id(),
-            to=number,
-            text=self.sms.text,
-            sender=self.sender,
-            kind=self.kind.value,
-            provider=self.provider,
-            status=S.ACCEPTED.value,
-            encoding=self.sms.encoding.value,
-            segments=self.sms.segments,
-            stop_list=self.stop_list,
-            flash=self.flash,
-            callback_url=self.callback_url,
-            client_id=self.client_id,
-            idempotency_key=idempotency_key,
-            send_at=self.send_at,
-            expires_at=self.expires_at,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(message)
-        status = self.first_status(suppressed=suppressed)
-        apply_status(
-            session,
-            message,
-            status,
-            source=EventSource.PRODUCER,
-            detail=SUPPRESSED_DETAIL if status is S.SUPPRESSED else None,
-            at=now,
-        )
-        return message, status
+    def row(
+        self, number: str, *, suppressed: bool, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """The ``messages`` values of this request for ``number``, at its first status."""
+        return {
+            "id": new_id(),
+            "to": number,
+            "text": self.sms.text,
+            "sender": self.sender,
+            "kind": self.kind.value,
+            "provider": self.provider,
+            "status": self.first_status(suppressed=suppressed).value,
+            "encoding": self.sms.encoding.value,
+            "segments": self.sms.segments,
+            "stop_list": self.stop_list,
+            "flash": self.flash,
+            "callback_url": self.callback_url,
+            "client_id": self.client_id,
+            "idempotency_key": idempotency_key,
+            "send_at": self.send_at,
+            "expires_at": self.expires_at,
+            "created_at": self.now,
+            "updated_at": self.now,
+        }
+
+    def receipt(self, row: dict[str, Any]) -> MessageReceipt:
+        return MessageReceipt(row["id"], row["status"], self.sms.encoding.value, self.sms.segments)
+
+
+def insert_rows(session: Session, rows: list[dict[str, Any]], now: dt.datetime) -> None:
+    """Insert rows made by :meth:`MessageSpec.row`, with their first events; caller commits."""
+    insert_new_messages(
+        session,
+        rows,
+        source=EventSource.PRODUCER,
+        now=now,
+        details={S.SUPPRESSED: SUPPRESSED_DETAIL},
+    )
 
 
 def check_message(

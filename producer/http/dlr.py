@@ -37,8 +37,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from producer.http.deps import AppSettings, get_database
-from producer.http.metrics import DLR_UNMATCHED
 from producer.http.group_commit import GroupCommit
+from producer.http.metrics import DLR_UNMATCHED
 from providers.accounts import BrandAccount, PanelSmsAccount
 from providers.report_recording import ReportResult, ReportToRecord, record_reports
 from providers.reports import ReportError, parse_brand_report, parse_panelsms_report
