@@ -36,29 +36,42 @@ def apply_status(
     ``applied=False`` and leaves the row alone. The caller commits.
     """
     now = at or utcnow()
-    current = MessageStatus(message.status)
-    applied = can_move(current, to)
+    moved = moved_columns(MessageStatus(message.status), to, sent_at=message.sent_at, now=now)
     session.add(
         MessageEvent(
             message_id=message.id,
             status=to,
             source=source,
-            applied=applied,
+            applied=moved is not None,
             provider_code=provider_code,
             detail=detail,
             payload=payload,
             created_at=now,
         )
     )
-    if not applied:
+    if moved is None:
         return False
-    message.status = to
-    message.updated_at = now
-    if to is MessageStatus.SENT and message.sent_at is None:
-        message.sent_at = now
-    if is_final(to):
-        message.finished_at = now
+    for column, value in moved.items():
+        setattr(message, column, value)
     return True
+
+
+def moved_columns(
+    current: MessageStatus, to: MessageStatus, *, sent_at: dt.datetime | None, now: dt.datetime
+) -> dict[str, Any] | None:
+    """The columns a move from ``current`` to ``to`` sets; None if it is not allowed.
+
+    The one rule of what a status change writes, for the single-row writer
+    above and for set-based writers (delivery reports in bulk).
+    """
+    if not can_move(current, to):
+        return None
+    values: dict[str, Any] = {"status": to, "updated_at": now}
+    if to is MessageStatus.SENT and sent_at is None:
+        values["sent_at"] = now
+    if is_final(to):
+        values["finished_at"] = now
+    return values
 
 
 def insert_new_messages(

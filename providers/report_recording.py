@@ -34,7 +34,8 @@ Decisions:
   locks, so the transaction starts with ``BEGIN IMMEDIATE`` (the database's
   write lock, waited for through the busy timeout): two reports for one
   message are applied one after the other, never both from the same old
-  status. One commit per report, or one per batch (:func:`record_reports`).
+  status. Reports are applied in arrival order on rows read once per batch, and
+  written set-based: one UPDATE for the changed rows, one INSERT of the events.
 """
 
 from __future__ import annotations
@@ -44,12 +45,12 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, delete, or_, select
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.status import EventSource, MessageStatus
-from models.tables import Message, OrphanReport
-from models.transitions import apply_status
+from models.tables import Message, MessageEvent, OrphanReport, utcnow
+from models.transitions import moved_columns
 from providers.reports import DeliveryReport
 
 S = MessageStatus
@@ -80,7 +81,7 @@ def record_report(
     ``accounts`` limits matching to messages sent through those provider
     accounts; ``None`` matches any.
     """
-    result = _record(session, report, raw=raw, accounts=accounts, keep_orphan=keep_orphan)
+    (result,) = _apply(session, [ReportToRecord(report, raw, accounts)], keep_orphans=keep_orphan)
     session.commit()  # also releases SQLite's write lock
     return result
 
@@ -99,21 +100,17 @@ def record_reports(
 ) -> list[ReportResult | Exception]:
     """Record many reports in one transaction; a result or an error per item, in order.
 
-    One commit for the batch instead of one per report, and one locking read
-    of all their messages instead of one each, is what lets the receiver keep
-    up with a provider's burst of reports. The reports are then applied one
-    by one, in arrival order, exactly as :func:`record_report` would. If the
-    batch fails as a whole (a deadlock with a worker's write, a row that
-    cannot be stored), it is rolled back and every report is recorded on its
-    own, so one bad report costs only itself.
+    One commit for the batch instead of one per report, one locking read of
+    all their messages, and set-based writes (one UPDATE executed for many
+    rows, one INSERT of the events) is what lets the receiver keep up with a
+    provider's burst of reports. The reports are applied in arrival order,
+    exactly as one :func:`record_report` after the other would. If the batch
+    fails as a whole (a deadlock with a worker's write, a row that cannot be
+    stored), it is rolled back and every report is recorded on its own, so
+    one bad report costs only itself.
     """
-    results: list[ReportResult | Exception] = []
     try:
-        found = _MessagesOf(session, [item.report for item in items])
-        for item in items:
-            results.append(
-                _record(session, item.report, raw=item.raw, accounts=item.accounts, found=found)
-            )
+        results: list[ReportResult | Exception] = list(_apply(session, items, keep_orphans=True))
         session.commit()
         return results
     except Exception:
@@ -130,6 +127,87 @@ def record_reports(
     return results
 
 
+# What a report may change on its message, read (and locked) before applying it.
+_COLUMNS = (
+    Message.id,
+    Message.status,
+    Message.provider,
+    Message.provider_message_id,
+    Message.created_at,
+    Message.updated_at,
+    Message.sent_at,
+    Message.finished_at,
+    Message.error_code,
+    Message.error_detail,
+)
+
+
+def _apply(
+    session: Session, items: Sequence[ReportToRecord], *, keep_orphans: bool
+) -> list[ReportResult]:
+    """Apply the reports in order; write the changed rows, events and orphans. No commit."""
+    now = utcnow()
+    found = _MessagesOf(session, [item.report for item in items])
+    results: list[ReportResult] = []
+    events: list[dict[str, Any]] = []
+    orphans: list[dict[str, Any]] = []
+    changed_rows: dict[str, dict[str, Any]] = {}
+    for item in items:
+        report = item.report
+        if not _can_match(report, item.accounts):
+            results.append(ReportResult(matched=False, changed=False))
+            continue
+        row = found.match(report, item.accounts)
+        if row is None:
+            if keep_orphans:
+                orphans.append(_orphan(report, item.raw, item.accounts, now))
+            results.append(ReportResult(matched=False, changed=False))
+            continue
+        moved = moved_columns(S(row["status"]), report.status, sent_at=row["sent_at"], now=now)
+        events.append(
+            {
+                "message_id": row["id"],
+                "status": report.status,
+                "source": EventSource.DLR,
+                "applied": moved is not None,
+                "provider_code": report.error_code,
+                "detail": _detail(report),
+                "payload": item.raw,
+                "created_at": now,
+            }
+        )
+        if moved is not None:
+            row.update(moved)
+            if report.status in _FAILURES:
+                row["error_code"] = report.error_code
+                row["error_detail"] = report.error_detail or _default_failure(report)
+            changed_rows[row["id"]] = row
+        if report.adapter == "panelsms" and row["provider_message_id"] is None:
+            # A report that overtook the worker's write: panelsms knows the message
+            # by our transactionId, which is what the worker would have stored.
+            row["provider_message_id"] = report.message_id
+            changed_rows[row["id"]] = row
+        results.append(
+            ReportResult(
+                matched=True,
+                changed=moved is not None,
+                message_id=row["id"],
+                status=S(row["status"]),
+            )
+        )
+    if changed_rows:
+        updates = [
+            {key: value for key, value in row.items() if key not in ("provider", "created_at")}
+            for row in changed_rows.values()
+        ]
+        session.execute(update(Message), updates)  # by primary key, one executemany
+    if events:
+        session.execute(insert(MessageEvent), events)
+    if orphans:
+        session.execute(insert(OrphanReport), orphans)
+    return results
+
+
 class _MessagesOf:
     """The messages a batch of reports may match, read (and locked) at once."""
 
@@ -142,76 +220,34 @@ class _MessagesOf:
                 if r.message_id is None and r.provider_message_id is not None
             }
         )
-        self.by_id: dict[str, Message] = {}
-        self.by_sms_id: dict[str, list[Message]] = {}
+        self.by_id: dict[str, dict[str, Any]] = {}
+        self.by_sms_id: dict[str, list[dict[str, Any]]] = {}
         if not ids and not sms_ids:
             return
         _lock_for_write(session)
         query = (
-            select(Message)
+            select(*_COLUMNS)
             .where(or_(Message.id.in_(ids), Message.provider_message_id.in_(sms_ids)))
             .order_by(Message.id)  # one lock order for every batch: no deadlock between two
             .with_for_update()
-            .execution_options(populate_existing=True)
         )
-        for message in session.scalars(query):
-            self.by_id[message.id] = message
-            if message.provider_message_id is not None:
-                self.by_sms_id.setdefault(message.provider_message_id, []).append(message)
+        for found in session.execute(query):
+            row = dict(found._mapping)
+            self.by_id[row["id"]] = row
+            if row["provider_message_id"] is not None:
+                self.by_sms_id.setdefault(row["provider_message_id"], []).append(row)
 
-    def match(self, report: DeliveryReport, accounts: Collection[str] | None) -> Message | None:
-        """What :func:`_match` would find, from the rows already read."""
+    def match(
+        self, report: DeliveryReport, accounts: Collection[str] | None
+    ) -> dict[str, Any] | None:
+        """The newest message with the report's id among the accounts allowed."""
         if report.message_id is not None:
             candidates = [m for m in [self.by_id.get(report.message_id)] if m is not None]
         else:
             candidates = self.by_sms_id.get(report.provider_message_id or "", [])
         if accounts is not None:
-            candidates = [m for m in candidates if m.provider in accounts]
-        return max(candidates, key=lambda m: m.created_at, default=None)
-
-
-def _record(
-    session: Session,
-    report: DeliveryReport,
-    *,
-    raw: dict[str, Any],
-    accounts: Collection[str] | None,
-    keep_orphan: bool = True,
-    found: _MessagesOf | None = None,
-) -> ReportResult:
-    """:func:`record_report` without the commit; ``found``: messages read beforehand."""
-    query = _match(report, accounts)
-    if query is None:
-        return ReportResult(matched=False, changed=False)
-    if found is not None:
-        message = found.match(report, accounts)
-    else:
-        _lock_for_write(session)
-        message = session.execute(query).scalars().first()
-    if message is None:
-        if keep_orphan:
-            session.add(_orphan(report, raw, accounts))
-        return ReportResult(matched=False, changed=False)
-
-    changed = apply_status(
-        session,
-        message,
-        report.status,
-        source=EventSource.DLR,
-        provider_code=report.error_code,
-        detail=_detail(report),
-        payload=raw,
-    )
-    if report.adapter == "panelsms" and message.provider_message_id is None:
-        # A report that overtook the worker's write: panelsms knows the message
-        # by our transactionId, which is what the worker would have stored.
-        message.provider_message_id = report.message_id
-    if changed and report.status in _FAILURES:
-        message.error_code = report.error_code
-        message.error_detail = report.error_detail or _default_failure(report)
-    return ReportResult(
-        matched=True, changed=changed, message_id=message.id, status=S(message.status)
-    )
+            candidates = [m for m in candidates if m["provider"] in accounts]
+        return max(candidates, key=lambda m: m["created_at"], default=None)
 
 
 def replay_orphans(
@@ -265,39 +301,30 @@ def drop_old_orphans(session: Session, *, older_than: dt.datetime) -> int:
 
 
 def _orphan(
-    report: DeliveryReport, raw: dict[str, Any], accounts: Collection[str] | None
-) -> OrphanReport:
-    return OrphanReport(
-        adapter=report.adapter,
-        message_id=report.message_id,
-        provider_message_id=report.provider_message_id,
-        accounts=",".join(sorted(accounts)) if accounts is not None else None,
-        status=report.status,
-        raw_status=report.raw_status,
-        error_code=report.error_code,
-        error_detail=report.error_detail,
-        payload=raw,
-    )
+    report: DeliveryReport,
+    raw: dict[str, Any],
+    accounts: Collection[str] | None,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    return {
+        "adapter": report.adapter,
+        "message_id": report.message_id,
+        "provider_message_id": report.provider_message_id,
+        "accounts": ",".join(sorted(accounts)) if accounts is not None else None,
+        "status": report.status,
+        "raw_status": report.raw_status,
+        "error_code": report.error_code,
+        "error_detail": report.error_detail,
+        "payload": raw,
+        "received_at": now,
+    }
 
 
-def _match(report: DeliveryReport, accounts: Collection[str] | None) -> Select[Message] | None:
+def _can_match(report: DeliveryReport, accounts: Collection[str] | None) -> bool:
+    """A report with no id, or limited to no account, matches nothing (and is no orphan)."""
     if accounts is not None and not accounts:
-        return None
-    if report.message_id is not None:
-        query = select(Message).where(Message.id == report.message_id)
-    elif report.provider_message_id is not None:
-        query = (
-            select(Message)
-            .where(Message.provider_message_id == report.provider_message_id)
-            .order_by(Message.created_at.desc())
-            .limit(1)
-        )
-    else:
-        return None
-    if accounts is not None:
-        query = query.where(Message.provider.in_(sorted(accounts)))
-    # populate_existing: a row already in this session is re-read under the lock.
-    return query.with_for_update().execution_options(populate_existing=True)
+        return False
+    return report.message_id is not None or report.provider_message_id is not None
 
 
 def _lock_for_write(session: Session) -> None:

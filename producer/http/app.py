@@ -34,12 +34,14 @@ from producer.http.deps import Database
 from producer.http.idempotency import IdempotencyMiddleware
 from producer.http.limits import RequestLimits
 from providers.accounts import BrandAccount
+from smsq import logs
 from smsq.settings import Settings, get_settings
 
 log = structlog.get_logger("smsq.http")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    logs.configure()  # once per process; SMSQ_LOG_LEVEL / SMSQ_LOG_JSON
     settings = settings if settings is not None else get_settings()
     database = Database(settings.database_url)
 

@@ -145,7 +145,9 @@ def api(
         host=host,
         port=port,
         workers=workers,
-        log_level="info",
+        # smsq's logging (smsq.logs: SMSQ_LOG_LEVEL, SMSQ_LOG_JSON) for uvicorn's
+        # loggers too, access log included, instead of uvicorn's own setup.
+        log_config=None,
     )
 
 
