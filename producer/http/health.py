@@ -28,7 +28,7 @@ CHECK_TIMEOUT = 2.0  # seconds, each check
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
