@@ -6,12 +6,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import fakeredis
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -21,21 +19,10 @@ from sqlalchemy.orm import Session
 from models.status import CampaignStatus
 from models.status import MessageStatus as S
 from models.tables import Campaign, Message
-from producer.api import Producer
 from producer.http import campaigns
-from producer.http.app import close_app_resources, create_app
 from producer.keys import create_key
-from smsq.settings import Settings
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
-PROVIDERS = """
-[providers.panel]
-adapter = "panelsms"
-url = "http://sim.test/sendMtSms.php"
-user = "demo@example.com"
-api_key = "demo-panel-key"
-sender = "SMSQ"
-"""
 REPORT_HEADER = "to,message_id,status,error_code,error_detail,sent_at,finished_at"
 
 
@@ -78,28 +65,15 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def app(db_url: str, tmp_path: Path, recorder: Recorder, clock: Clock) -> Iterator[FastAPI]:
-    providers = tmp_path / "providers.toml"
-    providers.write_text(PROVIDERS, encoding="utf-8")
-    settings = Settings(database_url=db_url, providers_file=providers)
-    application = create_app(settings)
-    application.state.redis = fakeredis.FakeRedis()
-    application.state.producer = Producer(
-        settings, application.state.database.session_factory, recorder, clock=clock
-    )
-    yield application
-    close_app_resources(application)
+def app(make_api: Callable[..., FastAPI], recorder: Recorder, clock: Clock) -> FastAPI:
+    return make_api(enqueuer=recorder, clock=clock)
 
 
 @pytest.fixture
-async def api(app: FastAPI, session: Session) -> AsyncIterator[httpx.AsyncClient]:
-    key = create_key(session, "shop")[1]
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://smsq.test",
-        headers={"Authorization": f"Bearer {key}"},
-    ) as client:
-        yield client
+def api(
+    app: FastAPI, session: Session, make_client: Callable[..., httpx.AsyncClient]
+) -> httpx.AsyncClient:
+    return make_client(app, create_key(session, "shop")[1])
 
 
 def messages_of(session: Session, campaign_id: str) -> list[Message]:

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import fakeredis
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -20,21 +18,10 @@ from models.status import EventSource
 from models.status import MessageStatus as S
 from models.tables import IdempotencyRecord, Message, MessageEvent, Suppression
 from models.transitions import apply_status
-from producer.api import Producer
-from producer.http.app import close_app_resources, create_app
 from producer.keys import create_key
-from smsq.settings import Settings
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 HOOK = "https://hooks.example.com/smsq"
-PROVIDERS = """
-[providers.panel]
-adapter = "panelsms"
-url = "http://sim.test/sendMtSms.php"
-user = "demo@example.com"
-api_key = "demo-panel-key"
-sender = "SMSQ"
-"""
 
 
 def number(i: int) -> str:
@@ -64,17 +51,8 @@ def recorder() -> Recorder:
 
 
 @pytest.fixture
-def app(db_url: str, tmp_path: Path, recorder: Recorder) -> Iterator[FastAPI]:
-    providers = tmp_path / "providers.toml"
-    providers.write_text(PROVIDERS, encoding="utf-8")
-    settings = Settings(database_url=db_url, providers_file=providers, max_recipients=1000)
-    application = create_app(settings)
-    application.state.redis = fakeredis.FakeRedis()
-    application.state.producer = Producer(
-        settings, application.state.database.session_factory, recorder, clock=lambda: NOW
-    )
-    yield application
-    close_app_resources(application)
+def app(make_api: Callable[..., FastAPI], recorder: Recorder) -> FastAPI:
+    return make_api(enqueuer=recorder, clock=lambda: NOW, max_recipients=1000)
 
 
 @pytest.fixture
@@ -83,13 +61,8 @@ def key(session: Session) -> str:
 
 
 @pytest.fixture
-async def api(app: FastAPI, key: str) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://smsq.test", headers=headers
-    ) as client:
-        yield client
+def api(app: FastAPI, key: str, make_client: Callable[..., httpx.AsyncClient]) -> httpx.AsyncClient:
+    return make_client(app, key)
 
 
 def stored(session: Session) -> list[Message]:

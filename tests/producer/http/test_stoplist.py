@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import fakeredis
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -14,17 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.tables import Suppression
-from producer.http.app import close_app_resources, create_app
 from producer.keys import create_key
-from smsq.settings import Settings
-
-PROVIDERS = """
-[providers.panel]
-adapter = "panelsms"
-url = "http://sim.test/sendMtSms.php"
-user = "demo@example.com"
-api_key = "demo-panel-key"
-"""
 
 
 def number(i: int) -> str:
@@ -32,24 +20,15 @@ def number(i: int) -> str:
 
 
 @pytest.fixture
-def app(db_url: str, tmp_path: Path) -> Iterator[FastAPI]:
-    providers = tmp_path / "providers.toml"
-    providers.write_text(PROVIDERS, encoding="utf-8")
-    application = create_app(Settings(database_url=db_url, providers_file=providers))
-    application.state.redis = fakeredis.FakeRedis()
-    yield application
-    close_app_resources(application)
+def app(make_api: Callable[..., FastAPI]) -> FastAPI:
+    return make_api()
 
 
 @pytest.fixture
-async def api(app: FastAPI, session: Session) -> AsyncIterator[httpx.AsyncClient]:
-    key = create_key(session, "crm")[1]
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://smsq.test",
-        headers={"Authorization": f"Bearer {key}"},
-    ) as client:
-        yield client
+def api(
+    app: FastAPI, session: Session, make_client: Callable[..., httpx.AsyncClient]
+) -> httpx.AsyncClient:
+    return make_client(app, create_key(session, "crm")[1])
 
 
 def listed(session: Session) -> dict[str, str]:
