@@ -67,6 +67,19 @@ class CampaignSummary:
     to_send: int  # messages not yet handed to the provider
 
 
+@dataclass(frozen=True, slots=True)
+class CampaignListed:
+    """One line of the campaign list: enough to pick the id of the one wanted."""
+
+    id: str
+    name: str
+    status: str
+    provider: str
+    created_at: dt.datetime
+    accepted: int
+    rejected: int
+
+
 class EventView(NamedTuple):
     """One entry of a message's history (``message_events``)."""
 
@@ -152,6 +165,24 @@ def campaign_summary(
         estimated_finish=estimated_finish(campaign.status, to_send, rate, now=now),
         to_send=to_send,
     )
+
+
+def list_campaigns(
+    session: Session, *, limit: int = 20, status: str | None = None
+) -> list[CampaignListed]:
+    """The newest campaigns first (ids are UUIDv7: time-ordered), optionally of one status."""
+    query = select(
+        Campaign.id,
+        Campaign.name,
+        Campaign.status,
+        Campaign.provider,
+        Campaign.created_at,
+        Campaign.accepted,
+        Campaign.rejected,
+    ).order_by(Campaign.created_at.desc(), Campaign.id.desc())
+    if status is not None:
+        query = query.where(Campaign.status == status)
+    return [CampaignListed(*row) for row in session.execute(query.limit(limit))]
 
 
 def estimated_finish(

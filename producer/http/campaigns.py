@@ -20,12 +20,13 @@ response.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
@@ -37,7 +38,12 @@ from models.status import CampaignStatus
 from models.tables import Campaign
 from producer.api import Producer
 from producer.campaign_control import ControlResult
-from producer.campaign_views import REPORT_COLUMNS, campaign_summary, report_rows
+from producer.campaign_views import (
+    REPORT_COLUMNS,
+    campaign_summary,
+    list_campaigns,
+    report_rows,
+)
 from producer.csv_rows import iter_file_chunks, read_csv_rows
 from producer.errors import InvalidField
 from producer.http.auth import CurrentClient
@@ -46,6 +52,7 @@ from producer.http.errors import ApiError
 from producer.http.schemas import (
     CampaignAccepted,
     CampaignControlled,
+    CampaignListItem,
     CampaignOut,
     CreateCampaign,
     error_responses,
@@ -176,6 +183,19 @@ async def _from_upload(producer: Producer, form: FormData) -> CampaignReceipt:
         sender=_form_value(form, "sender") or None,
         phone_field=phone_column,
     )
+
+
+@router.get("", response_model=list[CampaignListItem], summary="The newest campaigns")
+def list_recent_campaigns(
+    client: CurrentClient,
+    session: DbSession,
+    limit: Annotated[int, Query(ge=1, le=500)] = 20,
+    status: Annotated[CampaignStatus | None, Query()] = None,
+) -> list[CampaignListItem]:
+    """The newest campaigns first, optionally only those in one status
+    (``running``, ``paused``, ...): how an operator finds an id."""
+    found = list_campaigns(session, limit=limit, status=status.value if status else None)
+    return [CampaignListItem(**dataclasses.asdict(c)) for c in found]
 
 
 @router.get(

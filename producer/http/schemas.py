@@ -269,6 +269,18 @@ class CampaignAccepted(BaseModel):
         )
 
 
+class CampaignListItem(BaseModel):
+    """One campaign of ``GET /v1/campaigns``."""
+
+    id: str
+    name: str
+    status: str
+    provider: str
+    created_at: dt.datetime
+    accepted: int
+    rejected: int
+
+
 class CampaignOut(BaseModel):
     """``GET /v1/campaigns/{id}``: progress, pace and estimated finish."""
 

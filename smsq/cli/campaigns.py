@@ -21,7 +21,13 @@ from rich.table import Table
 from models.status import CampaignStatus
 from producer.api import Producer
 from producer.campaign_control import ControlResult
-from producer.campaign_views import REPORT_COLUMNS, CampaignSummary, campaign_summary, report_rows
+from producer.campaign_views import (
+    REPORT_COLUMNS,
+    CampaignSummary,
+    campaign_summary,
+    list_campaigns,
+    report_rows,
+)
 from producer.csv_rows import BadRow, iter_file_chunks, read_csv_rows
 from producer.errors import InvalidField
 from producer.receipts import CampaignReceipt
@@ -34,10 +40,12 @@ from smsq.cli.common import (
     emit_json,
     err,
     guarded,
+    id_column,
     jsonable,
     not_found,
     now,
     open_producer,
+    short_when,
     when,
 )
 
@@ -241,6 +249,37 @@ def _eta(summary: CampaignSummary) -> str:
 
 
 # --- status and control ------------------------------------------------------
+
+
+@campaign_app.command("list")
+def list_(
+    limit: Annotated[int, typer.Option(min=1, max=500, help="how many, newest first")] = 20,
+    status: Annotated[
+        CampaignStatus | None, typer.Option(help="only campaigns in this status")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the newest campaigns: how to find the id of the one you want.
+
+    Example: [bold]smsq campaign list --status running[/bold]
+    """
+    with guarded(as_json), open_producer() as producer, producer.sessions() as session:
+        found = list_campaigns(session, limit=limit, status=status.value if status else None)
+    if as_json:
+        emit_json(found)
+        return
+    table = Table(id_column("id"), "name", "status", "provider", "created", "accepted", "rejected")
+    for c in found:
+        table.add_row(
+            c.id,
+            escape(c.name),
+            c.status,
+            c.provider,
+            short_when(c.created_at),
+            str(c.accepted),
+            str(c.rejected),
+        )
+    console.print(table)
 
 
 @campaign_app.command("status")

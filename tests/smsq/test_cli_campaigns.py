@@ -195,6 +195,18 @@ def test_status(cli: Cli) -> None:
     assert result.exit_code == 0 and "messages by status" in result.stdout
 
 
+def test_list_shows_the_newest_first_and_filters_by_status(cli: Cli) -> None:
+    first = cli.submit("--name", "first")["campaign_id"]
+    second = cli.submit("--name", "second")["campaign_id"]
+    cli.json("campaign", "pause", first)
+    listed = cli.json("campaign", "list")
+    assert [c["id"] for c in listed] == [second, first]
+    assert [c["name"] for c in cli.json("campaign", "list", "--status", "paused")] == ["first"]
+    table = cli("campaign", "list")
+    assert table.exit_code == 0 and second in table.stdout
+    assert cli("campaign", "list", "--status", "nonsense").exit_code == 2
+
+
 def test_unknown_campaign_is_a_failure_everywhere(cli: Cli) -> None:
     for command in ("status", "pause", "resume", "cancel", "report"):
         out = cli.json("campaign", command, "no-such-id", code=1)

@@ -432,3 +432,15 @@ async def test_report_of_an_empty_campaign_is_the_header(
     answer = await api.get(f"/v1/campaigns/{submitted.json()['id']}/report.csv")
     assert answer.status_code == 200
     assert answer.text == REPORT_HEADER + "\r\n"
+
+
+async def test_the_newest_campaigns_are_listed_first(api: httpx.AsyncClient) -> None:
+    ids = []
+    for name in ("first", "second"):
+        body = {"name": name, "text": "Hi", "recipients": [number(1)]}
+        ids.append((await api.post("/v1/campaigns", json=body)).json()["id"])
+    listed = (await api.get("/v1/campaigns")).json()
+    assert [c["id"] for c in listed] == ids[::-1]
+    assert (await api.get("/v1/campaigns?status=paused")).json() == []
+    bad = await api.get("/v1/campaigns?status=nonsense")
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "status"
