@@ -6,14 +6,18 @@ lost (claims make the redelivery harmless); prefetch 1 so an OTP never waits
 behind tasks a busy process has reserved; a visibility timeout longer than any
 ETA we set (checked by ``Settings``); JSON only; no result backend (outcomes
 are in the database).
+
+Before the pool forks, the worker's main process runs the startup checks
+(:mod:`worker.startup_checks`) and exits non-zero on a setup that loses work.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 from kombu.entity import Queue
 
 from smsq import logs
@@ -31,6 +35,7 @@ from smsq.names import (
 )
 from smsq.settings import get_settings
 from worker import runtime
+from worker.startup_checks import StartupCheckFailed, check_worker_setup
 
 
 def make_app() -> Celery:
@@ -90,3 +95,25 @@ def _fresh_resources_after_fork(**_: Any) -> None:
     from worker.webhooks import tasks as webhook_tasks  # imports this module: not at the top
 
     webhook_tasks.reset()
+
+
+@worker_init.connect
+def _refuse_unsafe_setup(sender: Any = None, **_: Any) -> None:
+    """Run the startup checks in the worker's main process, before the pool forks.
+
+    Celery logs and swallows an ``Exception`` raised by a signal handler, so a
+    refusal leaves as ``SystemExit``: the worker stops with the message on
+    stderr and exit status 1.
+    """
+    celery = getattr(sender, "app", None)
+    if celery is None or celery.main != app.main:
+        return  # another Celery app in this process (tests): not ours to check
+    try:
+        check_worker_setup(
+            get_settings(),
+            broker_url=str(celery.conf.broker_url),
+            broker_transport_options=celery.conf.broker_transport_options,
+        )
+    except StartupCheckFailed as exc:
+        structlog.get_logger("smsq.startup").error("worker_refused", reason=str(exc))
+        raise SystemExit(f"smsq worker refused to start: {exc}") from None

@@ -156,6 +156,9 @@ def worker(
         str, typer.Option(help="comma-separated: otp, transactional, campaign, webhooks")
     ] = "otp,transactional,campaign,webhooks",
     concurrency: Annotated[int, typer.Option(help="processes (prefork)")] = 2,
+    prefetch: Annotated[
+        int, typer.Option(min=1, help="tasks each process reserves ahead (1: no OTP waits)")
+    ] = 1,
     loglevel: Annotated[str, typer.Option(help="Celery log level")] = "info",
 ) -> None:
     """Run a Celery worker with smsq's defaults (prefork, acks late, prefetch 1).
@@ -182,6 +185,8 @@ def worker(
             str(concurrency),
             "-P",
             "prefork",
+            "--prefetch-multiplier",
+            str(prefetch),
             "-l",
             loglevel,
             "--without-gossip",
