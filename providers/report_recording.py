@@ -65,6 +65,8 @@ class ReportResult:
     changed: bool  # its status moved (False: a late or duplicate report, kept as an event)
     message_id: str | None = None
     status: MessageStatus | None = None  # the message's status afterwards
+    provider: str | None = None  # the message's provider account
+    sent_at: dt.datetime | None = None  # when it was sent, as known before this report (lag)
 
 
 def record_report(
@@ -163,7 +165,8 @@ def _apply(
                 orphans.append(_orphan(report, item.raw, item.accounts, now))
             results.append(ReportResult(matched=False, changed=False))
             continue
-        moved = moved_columns(S(row["status"]), report.status, sent_at=row["sent_at"], now=now)
+        sent_at = row["sent_at"]  # before a move that may set it
+        moved = moved_columns(S(row["status"]), report.status, sent_at=sent_at, now=now)
         events.append(
             {
                 "message_id": row["id"],
@@ -193,6 +196,8 @@ def _apply(
                 changed=moved is not None,
                 message_id=row["id"],
                 status=S(row["status"]),
+                provider=row["provider"],
+                sent_at=sent_at,
             )
         )
     if changed_rows:

@@ -124,6 +124,14 @@ class Settings(BaseSettings):
         default=86_400, gt=0, description="an Idempotency-Key is remembered this long"
     )
 
+    # --- operations
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Prometheus /metrics of a worker (main process) on this port; unset: none",
+    )
+
     # --- status webhooks to customers
     webhook_secret: SecretStr | None = Field(
         default=None, description="signs webhooks of messages sent with the Python API"

@@ -34,6 +34,7 @@ from smsq.names import (
     TASK_SWEEP,
 )
 from smsq.settings import get_settings
+from worker import metrics as worker_metrics
 from worker import runtime
 from worker.startup_checks import StartupCheckFailed, check_worker_setup
 
@@ -80,6 +81,11 @@ def make_app() -> Celery:
 
 
 app = make_app()
+worker_metrics.install(
+    app,
+    port=get_settings().metrics_port,
+    broker_url=get_settings().effective_broker_url,
+)
 
 
 def _enqueue(ids: list[str], queue: str, countdown: float | None) -> None:

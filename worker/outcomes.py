@@ -14,6 +14,11 @@ Each outcome becomes one of:
 Rows are updated with one executemany per kind, guarded by
 ``status IN sources_of(target)`` so a delivery report that overtook the
 worker (``delivered`` before our ``sent``) is never overwritten.
+
+Each outcome is counted here (``smsq_messages_total``, ``smsq_retries_total``:
+:mod:`worker.metrics`) and logged at debug level with the message's ids,
+provider and attempt: this is the one place that knows, per message, what
+the provider's answer turned into. Never the text or the number.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from sqlalchemy import Table, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -32,7 +38,10 @@ from models.tables import Message, MessageEvent
 from providers.base import Accepted, Outcome, Rejected
 from providers.errors import OutcomeUnknown, PermanentError, ProviderProtocolError, RetryableError
 from worker.claims import Claimed
+from worker.metrics import MESSAGES, RETRIES, code_label
 from worker.retry_policy import RetryPolicy, Verdict
+
+log = structlog.get_logger("smsq.worker")
 
 S = MessageStatus
 messages: Table = Message.__table__  # type: ignore[assignment]
@@ -64,6 +73,7 @@ class _Change:
     values: dict[str, Any]
     code: int | None = None
     detail: str | None = None
+    retry_code: str | None = None  # the retries_total label, when this is a retry
 
 
 def record_outcomes(
@@ -81,6 +91,7 @@ def record_outcomes(
     for claimed, outcome in results:
         change = _decide(claimed, outcome, now=now, policy=policy, rng=rng, written=written)
         changes[claimed.id] = (claimed, change)
+        _observe(claimed, change)
     current = _current_statuses(session, list(changes))
     by_status: dict[MessageStatus, list[tuple[str, _Change]]] = {}
     for mid, (_, change) in changes.items():
@@ -132,8 +143,8 @@ def _decide(
         verdict = policy.decide(
             attempts=claimed.attempts, wait=wait, now=now, expires_at=claimed.expires_at
         )
-        code_label = str(error.code) if error.code is not None else type(error).__name__
-        written.retry_codes[code_label] = written.retry_codes.get(code_label, 0) + 1
+        retry_code = str(error.code) if error.code is not None else type(error).__name__
+        written.retry_codes[retry_code] = written.retry_codes.get(retry_code, 0) + 1
         if verdict is Verdict.RETRY:
             written.retries.append(Retry(claimed.id, claimed.kind, wait, error.code))
             return _Change(
@@ -146,6 +157,7 @@ def _decide(
                 },
                 code=error.code,
                 detail=f"retry in {wait:.1f} s: {detail}",
+                retry_code=retry_code,
             )
         if verdict is Verdict.EXPIRE:
             written.expired += 1
@@ -172,6 +184,23 @@ def _decide(
         {"error_code": error.code, "error_detail": error.description, "parts_sent": parts_sent},
         code=error.code,
         detail=detail,
+    )
+
+
+def _observe(claimed: Claimed, change: _Change) -> None:
+    """Count one outcome and log it (ids, provider, attempt, code: never text or number)."""
+    code = code_label(change.code)
+    MESSAGES.labels(status=change.status.value, provider=claimed.provider, code=code).inc()
+    if change.retry_code is not None:
+        RETRIES.labels(provider=claimed.provider, code=change.retry_code).inc()
+    log.debug(
+        "message outcome",
+        message_id=claimed.id,
+        campaign_id=claimed.campaign_id,
+        provider=claimed.provider,
+        attempt=claimed.attempts,
+        status=change.status.value,
+        code=change.code,
     )
 
 

@@ -17,6 +17,13 @@ While a batch is out, its lease is renewed every third of the lease, so the
 sweeper only takes rows from a worker that stopped (killed, frozen). A row the
 sweeper did take is dropped from the batch before it is sent: the sweeper
 owns it now, and sending it here too would be a duplicate.
+
+Metrics (:mod:`worker.metrics`): the duration of each adapter call per
+provider, the time spent waiting for tokens before each grant, and the rows
+given back because the wait was too long; outcomes are counted where they are
+decided (:mod:`worker.outcomes`). Log lines about a batch carry its campaign
+(when it has one) and, where they concern one message, its id, provider and
+attempt; never its text or number.
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ import contextlib
 import datetime as dt
 import random
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import structlog
@@ -41,6 +50,7 @@ from providers.report_recording import replay_orphans
 from smsq.names import QUEUE_FOR_KIND
 from worker.campaign_progress import finish_campaigns
 from worker.claims import Claimed, claim, expire_overdue, release, renew_lease
+from worker.metrics import BUCKET_RELEASED, BUCKET_WAIT, SEND_LATENCY
 from worker.outcomes import Written, record_outcomes
 from worker.retry_policy import RetryPolicy
 from worker.throttle import TokenBucket
@@ -106,7 +116,21 @@ async def send_batch(
     result.claimed = len(claimed)
     if not claimed:
         return result
+    campaigns = {m.campaign_id for m in claimed if m.campaign_id}
+    # Every log line of a one-campaign batch names it; the binding ends with the batch.
+    bound = {"campaign_id": campaigns.pop()} if len(campaigns) == 1 else {}
+    with structlog.contextvars.bound_contextvars(**bound):
+        await _send_claimed(ctx, claimed, token, now, result)
+    return result
 
+
+async def _send_claimed(
+    ctx: SendContext,
+    claimed: list[Claimed],
+    token: str,
+    now: dt.datetime,
+    result: BatchResult,
+) -> None:
     groups: dict[_GroupKey, list[Claimed]] = {}
     for message in claimed:
         groups.setdefault(_group_key(message, now), []).append(message)
@@ -159,7 +183,6 @@ async def send_batch(
         retried=len(result.written.retries),
         released=result.released,
     )
-    return result
 
 
 def _group_key(message: Claimed, now: dt.datetime) -> _GroupKey:
@@ -240,11 +263,12 @@ async def _feed_group(
     adapter = ctx.adapters[key.provider]
     bucket = ctx.bucket(key.provider)
     per_request = adapter.max_recipients if adapter.max_recipients > 1 else ctx.send_concurrency
-    waited = 0.0
+    waited = 0.0  # since the last grant
     while pending:
         lost = [m for m in pending if m.id not in lease.owned]
+        for message in lost:
+            log.warning("lease lost before sending", **message_fields(message))
         if lost:
-            log.warning("lease lost before sending", messages=len(lost))
             kept = [m for m in pending if m.id in lease.owned]
             pending.clear()
             pending.extend(kept)
@@ -254,12 +278,15 @@ async def _feed_group(
         grant = bucket.acquire(sum(_tokens(m) for m in window), minimum=_tokens(window[0]))
         if grant.granted == 0:
             if waited + grant.wait > MAX_TOKEN_WAIT:
+                BUCKET_RELEASED.labels(provider=key.provider).inc(len(pending))
                 released.extend(pending)
                 waits.append(grant.wait)
                 break
             await asyncio.sleep(grant.wait)
             waited += grant.wait
             continue
+        BUCKET_WAIT.labels(provider=key.provider).observe(waited)
+        waited = 0.0
         take: list[Claimed] = []
         used = 0
         while pending and used + _tokens(pending[0]) <= grant.granted:
@@ -287,18 +314,32 @@ async def _send_chunk(
         flash=key.flash,
         validity=key.validity,
     )
+    started = time.perf_counter()
     try:
         results: list[Outcome] = await adapter.send(outbound, ctx.client)
     except Exception as exc:
         # Adapters do not raise for provider answers; this is a bug or a
         # resource failure after the requests may have left: never resend blindly.
-        log.exception("adapter failed", provider=key.provider, messages=len(messages))
+        fields = message_fields(messages[0]) if len(messages) == 1 else {"messages": len(messages)}
+        log.exception("adapter failed", **{"provider": key.provider, **fields})
         error = OutcomeUnknown(f"sending failed inside smsq: {type(exc).__name__}")
         results = [Rejected(m.id, error) for m in messages]
+    finally:
+        SEND_LATENCY.labels(provider=key.provider).observe(time.perf_counter() - started)
     outcomes.extend(zip(messages, results, strict=True))
     if any(isinstance(r, Rejected) and isinstance(r.error, Throttled) for r in results):
         with contextlib.suppress(Exception):  # a slower bucket is an optimisation
             ctx.bucket(key.provider).penalize()
+
+
+def message_fields(message: Claimed) -> dict[str, Any]:
+    """What a log line about one message carries: ids, provider, attempt (no text, no number)."""
+    return {
+        "message_id": message.id,
+        "campaign_id": message.campaign_id,
+        "provider": message.provider,
+        "attempt": message.attempts,
+    }
 
 
 def _retry_batches(written: Written) -> dict[tuple[str, float], list[str]]:

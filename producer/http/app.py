@@ -26,6 +26,7 @@ from producer.http import (
     errors,
     health,
     messages,
+    metrics,
     panelsms_dropin,
     redact,
     stoplist,
@@ -61,7 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # add_middleware wraps: the last added runs first.
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestLimits, settings=settings)
+    app.add_middleware(metrics.RequestMetrics)  # outermost: it times the 413s too
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(messages.router)
     app.include_router(campaigns.router)
     app.include_router(stoplist.router)

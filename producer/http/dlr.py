@@ -10,7 +10,9 @@ Answers:
 - A report we recorded, or one for a message we do not know, gets 2xx: a
   provider retries anything else, and retrying an unknown id cannot help.
   Unmatched reports are counted (``smsq_dlr_unmatched_total{adapter}``) and
-  logged.
+  logged. A report that finished its message is counted by provider and
+  status, and its lag since the send observed (``smsq_dlr_lag_seconds``;
+  :mod:`producer.http.metrics`).
 - brand: a missing or wrong ``key`` is 403 ``Forbidden`` (the vendor's own
   example), checked before anything else. The key is compared in constant
   time with the ``callback_key`` of every brand account; accounts without
@@ -38,7 +40,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from producer.http.deps import AppSettings, get_database
 from producer.http.group_commit import GroupCommit
-from producer.http.metrics import DLR_UNMATCHED
+from producer.http.metrics import observe_report
 from providers.accounts import BrandAccount, PanelSmsAccount
 from providers.report_recording import ReportResult, ReportToRecord, record_reports
 from providers.reports import ReportError, parse_brand_report, parse_panelsms_report
@@ -86,12 +88,14 @@ async def brand_report(request: Request, batcher: Batcher, settings: AppSettings
         return _invalid(exc)
     raw = {name: value for name, value in params.items() if name != BRAND_KEY_PARAM}
     result = await batcher.submit(ReportToRecord(report, raw, accounts))
+    observe_report("brand", result)
     _log_result(
         "brand",
         result.matched,
         result.changed,
         sms_id=sms_id,
         message_id=result.message_id,
+        provider=result.provider,
         report_status=report.raw_status,
         status=result.status,
     )
@@ -126,11 +130,13 @@ async def panelsms_report(
         return _invalid(exc)
     accounts = [n for n, a in settings.providers.items() if isinstance(a, PanelSmsAccount)]
     result = await batcher.submit(ReportToRecord(report, body, accounts))
+    observe_report("panelsms", result)
     _log_result(
         "panelsms",
         result.matched,
         result.changed,
         transaction_id=report.message_id,
+        provider=result.provider,
         report_status=report.raw_status,
         status=result.status,
     )
@@ -155,7 +161,6 @@ def brand_accounts_for_key(settings: Settings, key: str | None) -> list[str]:
 
 def _log_result(adapter: str, matched: bool, changed: bool, **fields: Any) -> None:
     if not matched:
-        DLR_UNMATCHED.labels(adapter=adapter).inc()
         log.warning("dlr.unmatched", adapter=adapter, **fields)
     else:
         log.info("dlr.recorded", adapter=adapter, changed=changed, **fields)

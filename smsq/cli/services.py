@@ -139,6 +139,7 @@ def api(
     """
     import uvicorn
 
+    _prometheus_multiprocess_dir()  # uvicorn --workers N: /metrics sums the processes
     uvicorn.run(
         "producer.http.app:create_app",
         factory=True,
@@ -168,6 +169,7 @@ def worker(
 
     Example: [bold]smsq worker --queues otp,transactional --concurrency 4[/bold]
     """
+    _prometheus_multiprocess_dir()  # before worker.app imports prometheus_client
     from smsq.names import QUEUES
     from worker.app import app as celery_app
 
@@ -239,3 +241,16 @@ def register(app: typer.Typer) -> None:
     app.command("worker")(worker)
     app.command("beat")(beat)
     app.command("demo")(demo)
+
+
+def _prometheus_multiprocess_dir() -> None:
+    """Give prometheus_client a folder shared by this process's children.
+
+    It must be set before prometheus_client is imported (it picks multiprocess
+    mode then); an operator's own PROMETHEUS_MULTIPROC_DIR is kept.
+    """
+    import os
+    import tempfile
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="smsq-metrics-")
