@@ -94,7 +94,18 @@ _CAMPAIGN_MOVES: dict[CampaignStatus, frozenset[CampaignStatus]] = {
         {CampaignStatus.PAUSED, CampaignStatus.CANCELLED, CampaignStatus.FINISHED}
     ),
     CampaignStatus.PAUSED: frozenset({CampaignStatus.RUNNING, CampaignStatus.CANCELLED}),
+    # Only an operator's re-queue (smsq fleet retry) reopens a finished
+    # campaign: its claim takes messages of running campaigns only.
+    CampaignStatus.FINISHED: frozenset({CampaignStatus.RUNNING}),
 }
+
+# An operator's re-queue (`smsq fleet retry`, e.g. code 9 after a credit
+# top-up) is the one way out of these final states. It is not a move of the
+# table above on purpose: no worker result or delivery report may use it (a
+# late worker write guarded by ``sources_of(QUEUED)`` must never revive a row).
+OPERATOR_REQUEUE_FROM: frozenset[MessageStatus] = frozenset(
+    {MessageStatus.FAILED, MessageStatus.EXPIRED, MessageStatus.UNDELIVERED}
+)
 
 
 def is_final(status: MessageStatus) -> bool:

@@ -44,6 +44,12 @@ def bucket_key(provider: str) -> str:
     return f"{REDIS_PREFIX}bucket:{provider}"
 
 
+def paused_key(provider: str) -> str:
+    """Present while an operator has paused a provider account (``smsq fleet pause``):
+    its bucket grants no tokens, so workers leave its messages ``queued``."""
+    return f"{REDIS_PREFIX}paused:{provider}"
+
+
 def api_rate_key(client_id: str, window: int) -> str:
     """Requests of one API key in one one-second window (a counter that expires)."""
     return f"{REDIS_PREFIX}api-rate:{client_id}:{window}"

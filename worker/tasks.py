@@ -6,8 +6,6 @@ import datetime as dt
 
 import structlog
 
-from providers.accounts import ProviderAccount
-from providers.report_recording import drop_old_orphans, replay_orphans
 from smsq.names import (
     QUEUE_CAMPAIGN,
     QUEUE_FOR_KIND,
@@ -16,13 +14,12 @@ from smsq.names import (
     TASK_START_CAMPAIGN,
     TASK_SWEEP,
 )
+from worker import fleet
 from worker.app import app
-from worker.broker import broker_data_lost, queue_depth
 from worker.campaign_progress import queued_batches, start_campaign
 from worker.runtime import get_runtime
 from worker.scheduler import promote_due
 from worker.sending import send_batch
-from worker.sweeper import sweep
 
 log = structlog.get_logger("smsq.worker")
 
@@ -73,51 +70,15 @@ def _eta(send_at: dt.datetime | None, now: dt.datetime) -> dt.datetime | None:
 
 @app.task(name=TASK_SWEEP)
 def sweep_task() -> dict[str, int]:
+    """The beat's sweep: the same work as ``smsq fleet reconcile`` (worker.fleet)."""
     rt = get_runtime()
-    broker = rt.broker_redis
-    lost = broker_data_lost(broker) if broker is not None else False
-    with rt.sessions() as session:
-        plan = sweep(
-            session,
-            now=rt.now(),
-            requeue_after=rt.settings.requeue_after,
-            unknown_resend_after=rt.settings.unknown_resend_after,
-            broker_lost=lost,
-            queue_is_empty=lambda q: broker is None or queue_depth(broker, q) == 0,
-            resend_providers=[
-                name for name, acc in rt.settings.providers.items() if _expects_reports(acc)
-            ],
-        )
-    with rt.sessions() as session:
-        replay_orphans(session)
-        drop_old_orphans(session, older_than=rt.now() - ORPHAN_REPORT_LIFETIME)
-    size = rt.settings.batch_size
-    for queue, ids in plan.requeue.items():
-        for start in range(0, len(ids), size):
-            rt.enqueue(ids[start : start + size], queue, None)
-    for queue, ids in plan.resend_unknown.items():
-        for start in range(0, len(ids), size):
-            app.send_task(
-                TASK_SEND,
-                args=[ids[start : start + size]],
-                kwargs={"resend_unknown": True},
-                queue=queue,
-            )
-    for campaign_id in plan.restart_campaigns:
-        app.send_task(TASK_START_CAMPAIGN, args=[campaign_id], queue=QUEUE_CAMPAIGN)
-    if plan.requeued or plan.leases_expired or plan.resend_unknown or plan.restart_campaigns:
-        log.info(
-            "sweep",
-            requeued=plan.requeued,
-            broker_lost=plan.broker_lost,
-            leases_expired=plan.leases_expired,
-            resend_unknown=sum(len(v) for v in plan.resend_unknown.values()),
-            restarted_campaigns=len(plan.restart_campaigns),
-        )
-    return {"requeued": plan.requeued, "leases_expired": plan.leases_expired}
-
-
-def _expects_reports(account: ProviderAccount) -> bool:
-    if account.adapter == "brand":
-        return account.callback_key is not None
-    return account.dlr
+    report = fleet.reconcile(
+        rt.sessions,
+        settings=rt.settings,
+        broker=rt.broker_redis,
+        publish=lambda task, args, kwargs, queue: app.send_task(
+            task, args=args, kwargs=kwargs, queue=queue
+        ),
+        now=rt.now(),
+    )
+    return {"requeued": report.requeued, "leases_expired": report.leases_expired}

@@ -20,6 +20,14 @@ bucket. Rather than clamp it (which would send faster than the rate) or refuse
 it (which would starve it), such a request is granted when the bucket is full
 and leaves the bucket in debt: later callers wait until the debt is repaid, so
 the rate over time still holds.
+
+An operator can **pause** a provider (``smsq fleet pause``): a key in Redis
+(``smsq.names.paused_key``) that :meth:`TokenBucket.acquire` checks before
+every grant, so the whole fleet stops taking that provider's tokens at its
+next request. A paused grant is "no tokens, wait :data:`PAUSED_WAIT`", which
+the sender already handles: the rows go back to ``queued`` (not counted as an
+attempt) and are re-enqueued with that countdown, so a paused provider holds no
+worker slot and its messages are neither failed nor lost.
 """
 
 from __future__ import annotations
@@ -33,11 +41,17 @@ from typing import Final
 import redis
 from redis.commands.core import Script
 
-from smsq.names import bucket_key
+from smsq.names import bucket_key, paused_key
 
 # Micro-tokens per token and parts per million per factor 1.0: the script keeps
 # its state as integers in these units.
 _UNIT: Final = 1_000_000
+
+# The wait a paused bucket reports. Longer than the sender's longest wait for
+# tokens (``worker.sending.MAX_TOKEN_WAIT``, 5 s), so a batch gives its rows
+# back at once instead of sleeping; short enough that after ``resume`` the
+# rows go out within about this long.
+PAUSED_WAIT: Final = 10.0
 
 _LUA: Final = (files("worker") / "token_bucket.lua").read_text(encoding="utf-8")
 
@@ -64,6 +78,8 @@ class Grant:
     """Seconds until ``minimum`` tokens are available; 0.0 when ``granted > 0``."""
     factor: float
     """The current AIMD factor (1.0 = the full configured rate)."""
+    paused: bool = False
+    """An operator paused this provider: nothing is granted until ``resume``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +127,8 @@ class TokenBucket:
             raise ValueError(f"min_factor must be in (0, 1], got {min_factor!r}")
         self.provider = provider
         self.key = bucket_key(provider)
+        self.paused_key = paused_key(provider)
+        self.client = client
         self.rate = float(rate)
         self.burst = int(burst)
         self.decrease = float(decrease)
@@ -132,6 +150,8 @@ class TokenBucket:
             raise ValueError(f"tokens must be >= 1, got {tokens!r}")
         if not 1 <= minimum <= tokens:
             raise ValueError(f"minimum must be between 1 and tokens ({tokens}), got {minimum!r}")
+        if self.is_paused():
+            return Grant(granted=0, wait=PAUSED_WAIT, factor=1.0, paused=True)
         granted, wait_ms, _, factor = self._call("acquire", tokens, minimum)
         return Grant(granted=granted, wait=wait_ms / 1000, factor=factor / _UNIT)
 
@@ -153,6 +173,10 @@ class TokenBucket:
         """
         _, _, _, factor = self._call("penalize")
         return factor / _UNIT
+
+    def is_paused(self) -> bool:
+        """True while an operator has paused this provider (``smsq fleet pause``)."""
+        return bool(self.client.exists(self.paused_key))
 
     def state(self) -> BucketState:
         """The bucket now, for operators; reads only, never creates the key."""
@@ -180,3 +204,17 @@ class TokenBucket:
         )
         granted, wait_ms, micro_tokens, factor_ppm = (int(v) for v in reply)
         return granted, wait_ms, micro_tokens, factor_ppm
+
+
+def pause_provider(client: redis.Redis, provider: str) -> bool:
+    """Stop the fleet taking ``provider``'s tokens; False when it was already paused.
+
+    No expiry: a pause lasts until :func:`resume_provider`, also across worker
+    restarts (it lives in the throttle Redis, which should persist).
+    """
+    return bool(client.set(paused_key(provider), "1", nx=True))
+
+
+def resume_provider(client: redis.Redis, provider: str) -> bool:
+    """Let the fleet take ``provider``'s tokens again; False when it was not paused."""
+    return bool(client.delete(paused_key(provider)))

@@ -16,6 +16,7 @@ import typer
 from smsq.cli import services
 from smsq.cli.campaigns import campaign_app
 from smsq.cli.common import EXIT_CODES_HELP
+from smsq.cli.fleet import fleet_app
 from smsq.cli.keys import keys_app
 from smsq.cli.messages import message_app, send
 from smsq.cli.stoplist import stoplist_app
@@ -38,6 +39,7 @@ app.add_typer(message_app, name="message")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(stoplist_app, name="stoplist")
 app.add_typer(keys_app, name="keys")
+app.add_typer(fleet_app, name="fleet")
 services.register(app)
 
 

@@ -141,7 +141,7 @@ def api(
 
     _prometheus_multiprocess_dir()  # uvicorn --workers N: /metrics sums the processes
     uvicorn.run(
-        "producer.http.app:create_app",
+        "smsq.api_app:create_app",
         factory=True,
         host=host,
         port=port,

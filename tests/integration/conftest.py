@@ -271,7 +271,7 @@ def live(
             [
                 UVICORN,
                 "--factory",
-                "producer.http.app:create_app",
+                "smsq.api_app:create_app",
                 "--host",
                 "127.0.0.1",
                 "--port",

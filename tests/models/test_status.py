@@ -4,6 +4,7 @@ import pytest
 
 from models.status import (
     FINAL_STATUSES,
+    OPERATOR_REQUEUE_FROM,
     CampaignStatus,
     MessageStatus,
     campaign_can_move,
@@ -68,4 +69,13 @@ def test_campaign_moves() -> None:
     assert campaign_can_move(CampaignStatus.RUNNING, CampaignStatus.PAUSED)
     assert campaign_can_move(CampaignStatus.PAUSED, CampaignStatus.RUNNING)
     assert not campaign_can_move(CampaignStatus.CANCELLED, CampaignStatus.RUNNING)
-    assert not campaign_can_move(CampaignStatus.FINISHED, CampaignStatus.RUNNING)
+    # Reopened only by an operator's re-queue (smsq fleet retry); never paused or cancelled.
+    assert campaign_can_move(CampaignStatus.FINISHED, CampaignStatus.RUNNING)
+    assert not campaign_can_move(CampaignStatus.FINISHED, CampaignStatus.CANCELLED)
+
+
+def test_an_operator_requeue_is_no_move_of_the_machine() -> None:
+    # A late worker write guarded by sources_of(QUEUED) must never revive a final row.
+    for final in OPERATOR_REQUEUE_FROM:
+        assert is_final(final)
+        assert not can_move(final, MessageStatus.QUEUED)

@@ -1,0 +1,87 @@
+"""``GET /v1/fleet``: the fleet's status for dashboards, as ``smsq fleet status --json``.
+
+It lives in ``smsq/`` because it reads the worker's side (queues, buckets,
+workers), and ``producer/`` may not import ``worker/``; ``smsq.api_app``
+composes it with the producer's app. Any valid API key may read it (it holds
+no message text, number or credential: provider names, rates and counts).
+
+Asking the workers (Celery ``inspect``) waits up to a second for their
+answers, so a dashboard should poll every few seconds, not faster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+
+from producer.enqueue import CeleryEnqueuer
+from producer.http.auth import CurrentClient
+from producer.http.deps import REDIS_TIMEOUT, AppSettings, DbSession, app_producer, app_redis
+from worker import fleet
+
+router = APIRouter(tags=["fleet"])
+_lock = threading.Lock()
+
+Workers = Callable[[], list[fleet.WorkerInfo]]
+
+
+def _broker(app: FastAPI) -> redis.Redis | None:
+    """The broker's Redis (queue depths), made on first use; None for another broker."""
+    if not hasattr(app.state, "fleet_broker"):
+        with _lock:
+            if not hasattr(app.state, "fleet_broker"):
+                url = app.state.settings.effective_broker_url
+                app.state.fleet_broker = (
+                    redis.Redis.from_url(
+                        url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
+                    )
+                    if url.startswith(("redis://", "rediss://"))
+                    else None
+                )
+    broker: redis.Redis | None = app.state.fleet_broker
+    return broker
+
+
+def _workers(app: FastAPI) -> Workers | None:
+    """How to ask the workers: ``app.state.fleet_workers`` if set (tests), else
+    Celery ``inspect`` through the producer's broker connection."""
+    found: Workers | None = getattr(app.state, "fleet_workers", None)
+    if found is not None:
+        return found
+    enqueuer = app_producer(app).enqueuer
+    if isinstance(enqueuer, CeleryEnqueuer):
+        celery_app = enqueuer.app
+        return lambda: fleet.inspect_workers(celery_app)
+    return None
+
+
+def close_fleet_resources(app: FastAPI) -> None:
+    broker: redis.Redis | None = getattr(app.state, "fleet_broker", None)
+    if broker is not None:
+        broker.close()
+    app.state.fleet_broker = None
+
+
+@router.get("/v1/fleet")
+def get_fleet(
+    request: Request, client: CurrentClient, session: DbSession, settings: AppSettings
+) -> dict[str, Any]:
+    """Workers, queues, provider buckets, send rates, errors by code, unknown count."""
+    app = request.app
+    status = fleet.fleet_status(
+        session,
+        settings=settings,
+        store=app_redis(app),
+        broker=_broker(app),
+        workers=_workers(app),
+        now=dt.datetime.now(dt.UTC),
+    )
+    encoded: dict[str, Any] = jsonable_encoder(dataclasses.asdict(status))
+    return encoded

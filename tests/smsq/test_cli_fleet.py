@@ -1,0 +1,175 @@
+"""``smsq fleet``: what the operator sees (output, JSON, exit codes) and what
+changes in the database and Redis."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner, Result
+
+from models.status import MessageStatus
+from models.tables import Message
+from smsq.cli import app
+from smsq.cli import fleet as fleet_cli
+from smsq.names import TASK_SEND, paused_key
+from smsq.settings import Settings
+from worker import fleet
+
+S = MessageStatus
+runner = CliRunner()
+PROVIDERS = """
+[providers.panel]
+adapter = "panelsms"
+url = "http://sim.test/sendMtSms.php"
+user = "demo@example.com"
+api_key = "demo-panel-key"
+sender = "SMSQ"
+"""
+
+
+@dataclass
+class Cli:
+    store: fakeredis.FakeRedis
+    broker: fakeredis.FakeRedis
+    published: list[tuple[str, list[Any], dict[str, Any], str]] = field(default_factory=list)
+    purged: list[str] = field(default_factory=list)
+
+    def __call__(self, *args: str, input: str | None = None) -> Result:
+        return runner.invoke(app, ["fleet", *args], input=input)
+
+    def json(self, *args: str, code: int = 0) -> Any:
+        result = self(*args, "--json")
+        assert result.exit_code == code, result.output
+        return json.loads(result.stdout)
+
+
+@pytest.fixture
+def cli(
+    db_url: str, tmp_path: Path, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Cli]:
+    path = tmp_path / "providers.toml"
+    path.write_text(PROVIDERS, encoding="utf-8")
+    settings = Settings(database_url=db_url, providers_file=path)
+    c = Cli(store=fakeredis.FakeRedis(), broker=fakeredis.FakeRedis())
+
+    def publish(task: str, args: list[Any], kwargs: dict[str, Any], queue: str) -> None:
+        c.published.append((task, args, kwargs, queue))
+
+    def purge(queue: str) -> int:
+        c.purged.append(queue)
+        return 7
+
+    def factory() -> fleet_cli.FleetContext:
+        return fleet_cli.FleetContext(
+            settings=settings,
+            sessions=sessions,
+            store=c.store,
+            broker=c.broker,
+            workers=lambda: [fleet.WorkerInfo("celery@bulk-1", ["campaign"])],
+            publish=publish,
+            purge=purge,
+        )
+
+    monkeypatch.setattr(fleet_cli, "context_factory", factory)
+    yield c
+
+
+def test_status_as_a_table_and_as_json(cli: Cli, make_message: Callable[..., Message]) -> None:
+    make_message(status=S.UNKNOWN)
+    make_message(status=S.FAILED, error_code=9, finished_at=dt.datetime.now(dt.UTC))
+
+    table = cli("status")
+    assert table.exit_code == 0, table.output
+    assert "celery@bulk-1" in table.output and "panel" in table.output
+    assert "9: 1" in table.output
+
+    doc = cli.json("status")
+    assert doc["workers"] == [{"name": "celery@bulk-1", "queues": ["campaign"]}]
+    assert doc["unknown"] == 1
+    assert [q["name"] for q in doc["queues"]] == ["otp", "transactional", "campaign", "webhooks"]
+    assert doc["providers"][0]["name"] == "panel"
+    assert doc["providers"][0]["paused"] is False
+    assert doc["providers"][0]["errors_last_hour"] == {"9": 1}
+
+
+def test_watch_and_json_do_not_mix(cli: Cli) -> None:
+    assert cli("status", "--watch", "--json").exit_code == 2
+
+
+def test_pause_and_resume_set_the_flag_workers_read(cli: Cli) -> None:
+    assert cli.json("pause", "panel") == {"provider": "panel", "paused": True, "changed": True}
+    assert cli.store.exists(paused_key("panel")) == 1
+    again = cli("pause", "panel")
+    assert again.exit_code == 0 and "already paused" in again.output
+    assert cli.json("status")["providers"][0]["paused"] is True
+
+    resumed = cli("resume", "panel")
+    assert resumed.exit_code == 0 and "resumed" in resumed.output
+    assert cli.store.exists(paused_key("panel")) == 0
+
+
+def test_pause_of_an_unknown_provider_is_a_usage_error(cli: Cli) -> None:
+    result = cli("pause", "nope")
+    assert result.exit_code == 2
+    assert "unknown provider 'nope'" in result.output
+    assert cli.store.keys() == []
+
+
+def test_retry_counts_first_asks_then_requeues_and_publishes(
+    cli: Cli, session: Session, make_message: Callable[..., Message]
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    failed = [make_message(status=S.FAILED, error_code=9, finished_at=now) for _ in range(2)]
+    make_message(status=S.FAILED, error_code=5, finished_at=now)
+
+    assert cli.json("retry", "--code", "9", "--dry-run") == {
+        "dry_run": True,
+        "matched": 2,
+        "requeued": 0,
+    }
+    declined = cli("retry", "--code", "9", input="n\n")
+    assert declined.exit_code == 1 and "2 messages match" in declined.output
+    assert cli.published == []
+
+    done = cli("retry", "--code", "9", "--since", "1h", "--validity", "600", input="y\n")
+    assert done.exit_code == 0, done.output
+    assert "re-queued 2 messages" in done.output
+    session.expire_all()
+    assert {session.get_one(Message, m.id).status for m in failed} == {S.QUEUED}
+    assert [(t, sorted(a[0]), q) for t, a, _, q in cli.published] == [
+        (TASK_SEND, sorted(m.id for m in failed), "transactional")
+    ]
+
+
+def test_retry_refuses_what_it_cannot_do(cli: Cli) -> None:
+    assert cli("retry", "--status", "bogus", "--yes").exit_code == 2
+    assert cli("retry", "--since", "yesterday", "--yes").exit_code == 2
+    assert cli.json("retry", code=2)["error"]["message"].startswith("--json needs")
+
+
+def test_reconcile_prints_what_the_sweep_did(
+    cli: Cli, make_message: Callable[..., Message]
+) -> None:
+    make_message(status=S.QUEUED)
+    doc = cli.json("reconcile")
+    assert doc["broker_lost"] is True and doc["requeued"] == 1 and doc["tasks_published"] == 1
+    table = cli("reconcile")
+    assert table.exit_code == 0 and "re-enqueued" in table.output
+
+
+def test_purge_asks_and_only_purges_a_known_queue(cli: Cli) -> None:
+    assert cli("purge", "nope", "--yes").exit_code == 2
+    declined = cli("purge", "campaign", input="n\n")
+    assert declined.exit_code == 1 and cli.purged == []
+    done = cli("purge", "campaign", input="y\n")
+    assert done.exit_code == 0 and "purged 7 tasks" in done.output
+    assert cli.json("purge", "otp", "--yes") == {"queue": "otp", "purged": 7}
+    assert cli.purged == ["campaign", "otp"]

@@ -1,0 +1,93 @@
+"""``GET /v1/fleet`` through ``smsq.api_app``: the same document as
+``smsq fleet status --json``, behind an API key."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import fakeredis
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.orm import Session
+
+from models.status import MessageStatus
+from models.tables import Message
+from producer.http.app import close_app_resources
+from producer.keys import create_key
+from smsq.api_app import create_app
+from smsq.http_fleet import close_fleet_resources
+from smsq.settings import Settings
+from worker import fleet
+from worker.throttle import pause_provider
+
+S = MessageStatus
+PROVIDERS = """
+[providers.panel]
+adapter = "panelsms"
+url = "http://sim.test/sendMtSms.php"
+user = "demo@example.com"
+api_key = "demo-panel-key"
+sender = "SMSQ"
+rate = 40
+"""
+
+
+@pytest.fixture
+def app(db_url: str, tmp_path: Path) -> Iterator[FastAPI]:
+    providers = tmp_path / "providers.toml"
+    providers.write_text(PROVIDERS, encoding="utf-8")
+    application = create_app(Settings(database_url=db_url, providers_file=providers))
+    application.state.redis = fakeredis.FakeRedis()
+    application.state.fleet_broker = fakeredis.FakeRedis()
+    application.state.fleet_workers = lambda: [fleet.WorkerInfo("celery@otp-1", ["otp"])]
+    yield application
+    close_fleet_resources(application)
+    close_app_resources(application)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://smsq.test"
+    ) as c:
+        yield c
+
+
+async def test_fleet_needs_an_api_key(client: httpx.AsyncClient) -> None:
+    answer = await client.get("/v1/fleet")
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "unauthorized"
+
+
+async def test_fleet_shows_workers_queues_providers_and_unknown(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    session: Session,
+    make_message: Callable[..., Message],
+) -> None:
+    key = create_key(session, "dashboard")[1]
+    make_message(status=S.UNKNOWN)
+    make_message(status=S.SENT, sent_at=dt.datetime.now(dt.UTC))
+    app.state.fleet_broker.lpush("otp", "task")
+    pause_provider(app.state.redis, "panel")
+
+    answer = await client.get("/v1/fleet", headers={"Authorization": f"Bearer {key}"})
+
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["workers"] == [{"name": "celery@otp-1", "queues": ["otp"]}]
+    assert {q["name"]: q["depth"] for q in body["queues"]} == {
+        "otp": 1,
+        "transactional": 0,
+        "campaign": 0,
+        "webhooks": 0,
+    }
+    panel = body["providers"][0]
+    assert (panel["name"], panel["paused"], panel["configured_rate"]) == ("panel", True, 40)
+    assert body["unknown"] == 1
+    assert body["sent_per_second_1m"] == pytest.approx(1 / 60)
+    assert body["problems"] == []
+    dt.datetime.fromisoformat(body["at"])
