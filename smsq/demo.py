@@ -1,105 +1,97 @@
-"""``smsq demo`` on the embedded default: no service needed.
+"""``smsq demo``: the main job of smsq, on the embedded default, in one command.
 
-For now it shows the foundation at work: the provider simulator served over
-HTTP in this process, and both adapters sending through smsq's pooled client
-(a short text, a long concatenated one, a Unicode one, an OTP batch), with an
-injected queue-full answer shown as the retryable error it is. The full demo
-(a campaign through Celery workers, live progress) comes with the demo issue.
+In this process (:mod:`smsq.embedded`: simulator, API, workers, promoter;
+SQLite and an in-process broker and Redis unless the environment points at
+real ones) it:
+
+- submits a campaign (10,000 recipients) through the panelsms adapter, its
+  bucket at 100/s, raised to 400/s once a fifth of it is sent, while the
+  simulator answers some requests with code 6 (queue full) and code 7
+  (throttled, above its own rate limit): the retries and the adaptive
+  throttle at work;
+- sends a handful of OTPs through the brand adapter while the campaign runs,
+  on their own queue and worker, and measures how long each took;
+- schedules one message a few seconds ahead and measures how late it left;
+- shows live progress, then a summary, also written to ``demo-report.json``.
+
+It exits 0 when every message was handed to the provider, 1 otherwise.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
-from rich.table import Table
-
-from models.ids import new_id
-from models.sms_text import analyze
-from providers.base import Accepted, Outbound, Recipient
-from providers.http import make_async_client
-from providers.registry import make_adapter
-from providers.simulator import Simulator, run_in_thread
-from smsq.settings import Settings
-from smsq.simulator_setup import simulator_config
 
 
 @dataclass(frozen=True)
-class Sample:
-    account: str
-    label: str
-    outbound: Outbound
+class DemoOptions:
+    recipients: int = 10_000
+    otps: int = 5
+    schedule_in: float = 10.0
+    """Seconds ahead of the scheduled message."""
+    rate: int = 100
+    """The campaign provider's bucket at the start, messages per second."""
+    raised_rate: int = 400
+    raise_at: float = 0.2
+    """Share of the campaign sent when the rate is raised."""
+    queue_full_ratio: float = 0.02
+    """Share of requests the simulator answers with code 6."""
+    provider_rate_limit: int = 380
+    """The simulator answers code 7 above this many messages per second."""
+    report: Path = Path("demo-report.json")
+    timeout: float = 180.0
+    """Give up (exit 1) after this many seconds."""
 
 
-def samples() -> list[Sample]:
-    def to(n: int) -> list[Recipient]:
-        return [Recipient(new_id(), f"+49151{i:07d}") for i in range(n)]
+def run_demo(console: Console | None = None, options: DemoOptions | None = None) -> int:
+    """Run the demo; the exit status. (The stack is imported here: ``smsq --help`` stays fast.)"""
+    from smsq.demo_scenario import run
 
-    return [
-        Sample(
-            "panel", "short GSM-7", Outbound(text="Your order #1234 has shipped.", recipients=to(3))
-        ),
-        Sample(
-            "panel", "long GSM-7 (3 parts)", Outbound(text="Spring sale! " * 30, recipients=to(2))
-        ),
-        Sample("panel", "Unicode", Outbound(text="Zamówienie gotowe ✅ 😀", recipients=to(2))),
-        Sample(
-            "brand", "OTP batch", Outbound(text="Your code is 482913", recipients=to(5), otp=True)
-        ),
-        Sample(
-            "brand",
-            "campaign batch",
-            Outbound(text="Hi! New arrivals in store.", recipients=to(1200)),
-        ),
-        Sample("panel", "queue full (injected)", Outbound(text="retry me", recipients=to(1))),
-    ]
+    return run(console or Console(), options or DemoOptions())
 
 
-async def run_samples(settings: Settings, base_url: str, sim: Simulator, console: Console) -> None:
-    table = Table("account", "what", "encoding", "parts", "recipients", "accepted", "errors")
-    async with make_async_client() as client:
-        for sample in samples():
-            account = settings.providers[sample.account]
-            path = "/sendMtSms.php" if account.adapter == "panelsms" else "/brand/send"
-            account = account.model_copy(update={"url": f"{base_url}{path}"})
-            adapter = make_adapter(account, public_url=settings.public_url)
-            if "injected" in sample.label:
-                sim.config.patch({"queue_full_ratio": 1.0})
-            outcomes = await adapter.send(sample.outbound, client)
-            sim.config.patch({"queue_full_ratio": 0.0})
-            sms = analyze(sample.outbound.text)
-            errors = sorted(
-                {type(o.error).__name__ for o in outcomes if not isinstance(o, Accepted)}
-            )
-            table.add_row(
-                sample.account,
-                sample.label,
-                sms.encoding,
-                str(sms.segments),
-                str(len(outcomes)),
-                str(sum(isinstance(o, Accepted) for o in outcomes)),
-                ", ".join(errors) or "-",
-            )
-    console.print(table)
+def command(
+    recipients: Annotated[int, typer.Option(min=1, help="campaign size")] = 10_000,
+    otps: Annotated[int, typer.Option(min=0, help="OTPs sent while the campaign runs")] = 5,
+    schedule_in: Annotated[
+        float, typer.Option(min=2.0, help="seconds ahead of the scheduled message")
+    ] = 10.0,
+    rate: Annotated[int, typer.Option(min=1, help="campaign bucket at the start, /s")] = 100,
+    raised_rate: Annotated[int, typer.Option(min=1, help="campaign bucket once raised, /s")] = 400,
+    report: Annotated[Path, typer.Option(help="where the JSON report goes")] = Path(
+        "demo-report.json"
+    ),
+) -> None:
+    """Run the demo on the embedded default: no database or Redis needed.
 
+    A 10,000-recipient campaign, OTPs while it runs and a scheduled message,
+    through the provider simulator, with live progress; the summary is also
+    written to demo-report.json. Uses SMSQ_DATABASE_URL / SMSQ_REDIS_URL when
+    they are set (and Redis answers).
 
-def run_demo(console: Console | None = None) -> int:
-    console = console or Console()
-    settings = Settings(providers_file=None)  # the demo always uses the built-in accounts
-    sim = Simulator(simulator_config(settings, brand_callback_url=None, latency_ms=5))
-    with run_in_thread(sim, send_reports=False) as server:
-        console.print(f"[bold]smsq demo[/bold]: provider simulator at {server.url}")
-        asyncio.run(run_samples(settings, server.url, sim, console))
-        stats = sim.stats()
-    console.print(
-        f"simulator accepted {stats['accepted']} messages "
-        f"in {stats['requests']['total']} requests, "
-        f"rejected {stats['rejected']['total']} (by code {stats['rejected']['by_code']}), "
-        f"duplicates: {len(stats['duplicates'])}"
+    Example: [bold]smsq demo --recipients 2000 --otps 3[/bold]
+    """
+    options = DemoOptions(
+        recipients=recipients,
+        otps=otps,
+        schedule_in=schedule_in,
+        rate=rate,
+        raised_rate=raised_rate,
+        report=report,
     )
-    console.print(
-        "The full pipeline demo (a campaign through workers, live progress) comes with the "
-        "demo issue; the pipeline runs today with smsq api, smsq worker and smsq beat."
-    )
-    return 0
+    raise typer.Exit(run_demo(Console(), options))
+
+
+def main() -> None:  # pragma: no cover - ``python -m smsq.demo``
+    typer.run(command)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    # Through the package's module, so smsq.demo is imported once.
+    from smsq.demo import main as package_main
+
+    package_main()

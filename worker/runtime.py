@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 from collections.abc import Callable, Coroutine
 from functools import cached_property
 from typing import Any, TypeVar
@@ -81,8 +82,11 @@ class Runtime:
         return RetryPolicy(base=s.retry_base, cap=s.retry_cap, max_attempts=s.max_attempts)
 
     def bucket(self, provider: str) -> TokenBucket:
-        if provider not in self._buckets:
-            account = self.settings.providers[provider]
+        account = self.settings.providers[provider]
+        cached = self._buckets.get(provider)
+        # Rebuilt when the account's rate or burst changed, so a new rate
+        # applies at the next call (the bucket's state lives in Redis).
+        if cached is None or (cached.rate, cached.burst) != (account.rate, account.burst):
             s = self.settings
             self._buckets[provider] = TokenBucket(
                 self.store,
@@ -128,7 +132,13 @@ class Runtime:
             self.engine.dispose()
 
 
-_runtime: Runtime | None = None
+# One runtime per thread: its event loop can run one batch at a time, so each
+# thread of a thread pool (or of the in-process demo) needs its own. A prefork
+# child or a solo worker has one thread, hence one runtime per process.
+_local = threading.local()
+# Every runtime made here, held until close_runtimes(): a thread that ends
+# would otherwise drop its runtime to the garbage collector, unclosed.
+_made: list[Runtime] = []
 _enqueue_factory: Callable[[], Enqueue] | None = None
 
 
@@ -139,15 +149,24 @@ def configure(enqueue_factory: Callable[[], Enqueue]) -> None:
 
 
 def get_runtime() -> Runtime:
-    global _runtime
-    if _runtime is None:
+    runtime: Runtime | None = getattr(_local, "runtime", None)
+    if runtime is None:
         if _enqueue_factory is None:
             raise RuntimeError("worker.runtime.configure() was not called (import worker.app)")
-        _runtime = Runtime(get_settings(), _enqueue_factory())
-    return _runtime
+        runtime = _local.runtime = Runtime(get_settings(), _enqueue_factory())
+        _made.append(runtime)
+    return runtime
 
 
 def reset_runtime() -> None:
     """Forget the parent's resources after a fork (never close them: they are the parent's)."""
-    global _runtime
-    _runtime = None
+    _local.runtime = None
+    _made.clear()
+
+
+def close_runtimes() -> None:
+    """Close every runtime this process made, once the threads using them have
+    stopped (a process embedding workers in threads, such as ``smsq demo``)."""
+    _local.runtime = None
+    while _made:
+        _made.pop().close()

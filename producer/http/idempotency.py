@@ -146,8 +146,13 @@ class IdempotencyStore:
 
 
 def applies_to(scope: Scope) -> bool:
-    path: str = scope["path"]
-    return scope["type"] == "http" and scope["method"] == "POST" and path.startswith("/v1/")
+    # The type first: a lifespan scope has no path (a KeyError there kept the
+    # app's lifespan, and so its shutdown, from ever running).
+    return (
+        scope["type"] == "http"
+        and scope["method"] == "POST"
+        and str(scope["path"]).startswith("/v1/")
+    )
 
 
 def header_value(scope: Scope, name: bytes) -> str | None:

@@ -211,16 +211,6 @@ def beat(
     celery_app.start(["beat", "-s", schedule, "-l", "info"])
 
 
-def demo() -> None:
-    """Run the demo on the embedded default: no database or Redis needed.
-
-    Example: [bold]smsq demo[/bold]
-    """
-    from smsq.demo import run_demo
-
-    raise typer.Exit(run_demo(console))
-
-
 def masked_url(url: str) -> str:
     """The URL with any password replaced by ``***``."""
     from sqlalchemy.engine import make_url
@@ -240,7 +230,9 @@ def register(app: typer.Typer) -> None:
     app.command("api")(api)
     app.command("worker")(worker)
     app.command("beat")(beat)
-    app.command("demo")(demo)
+    from smsq.demo import command as demo_command  # light: the stack loads when it runs
+
+    app.command("demo")(demo_command)
 
 
 def _prometheus_multiprocess_dir() -> None:

@@ -67,10 +67,3 @@ def test_every_command_has_help_with_an_example() -> None:
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0
         assert "Example" in result.output, command
-
-
-def test_demo_sends_through_both_adapters() -> None:
-    result = runner.invoke(app, ["demo"])
-    assert result.exit_code == 0, result.output
-    assert "simulator accepted 1216 messages" in result.output
-    assert "duplicates: 0" in result.output

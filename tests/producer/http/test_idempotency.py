@@ -12,8 +12,9 @@ import datetime as dt
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import fakeredis
 import httpx
@@ -319,3 +320,22 @@ async def test_only_posts_under_v1_are_covered(app: FastAPI, session: Session, k
             "/dlr/panelsms", json={"transactionId": "x", "status": "delivered"}, headers=idem("d")
         )
     assert session.scalars(select(IdempotencyRecord)).first() is None
+
+
+async def test_the_app_lifespan_runs_through_the_middleware(
+    make_api: Callable[..., FastAPI],
+) -> None:
+    # Regression: the middleware read scope["path"] of the lifespan scope
+    # (KeyError), so the app's startup and shutdown never ran under uvicorn.
+    app = make_api()
+    sent: list[str] = []
+    incoming = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> dict[str, str]:
+        return next(incoming)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message["type"])
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]

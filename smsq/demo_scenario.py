@@ -1,0 +1,338 @@
+"""The demo's scenario, live view and summary (``smsq demo``; see :mod:`smsq.demo`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from rich.columns import Columns
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from sqlalchemy import select
+
+from models.status import MessageKind
+from models.tables import Campaign, Message, utcnow
+from producer.api import Producer
+from smsq.demo import DemoOptions
+from smsq.demo_report import Snapshot, otp_latencies, percentile, snapshot, summary
+from smsq.embedded import EmbeddedStack, StackError, StackOptions
+from smsq.settings import get_settings
+from worker.throttle import TokenBucket
+
+CAMPAIGN_PROVIDER = "panel"  # the built-in panelsms account
+OTP_PROVIDER = "brand"
+CAMPAIGN_TEXT = "Spring sale! 20% off everything today at example.com/shop. Reply STOP to opt out"
+REFRESH = 0.5  # seconds between live updates
+RATE_WINDOW = 2.0  # seconds the current rate is measured over
+# Once everything is sent, wait for the delivery reports still coming in:
+# until none is owed, or none came for REPORT_STALL seconds, or REPORT_WAIT_MAX.
+REPORT_STALL = 2.0
+REPORT_WAIT_MAX = 8.0
+
+
+@dataclass
+class Progress:
+    """What the live view shows besides the database snapshot."""
+
+    started: float = field(default_factory=time.monotonic)
+    samples: deque[tuple[float, int]] = field(default_factory=deque)
+    rate_changes: list[dict[str, Any]] = field(default_factory=list)
+    otps_submitted: int = 0
+
+    def rate(self, now: float, sent: int) -> float:
+        self.samples.append((now, sent))
+        while len(self.samples) > 1 and now - self.samples[0][0] > RATE_WINDOW:
+            self.samples.popleft()
+        t0, s0 = self.samples[0]
+        return (sent - s0) / (now - t0) if now > t0 else 0.0
+
+
+def set_rate(provider: str, rate: int) -> None:
+    """Change a provider's rate for every worker of this process, at once.
+
+    The workers read the account from the shared settings on every bucket
+    call (:meth:`worker.runtime.Runtime.bucket`); the bucket's state is in Redis.
+    """
+    providers = get_settings().providers
+    providers[provider] = providers[provider].model_copy(update={"rate": rate, "burst": rate})
+
+
+def campaign_rows(count: int) -> Iterator[dict[str, str]]:
+    for i in range(count):
+        yield {"phone": f"+49151{i:08d}", "name": f"customer {i}"}
+
+
+def run(console: Console, options: DemoOptions) -> int:
+    """Start the embedded stack, play the scenario, report; the exit status."""
+    _quiet_logs()
+    stack_options = StackOptions(
+        # Shorter than the scheduled message's lead, so the promoter hands it over.
+        schedule_horizon=max(1, min(5, int(options.schedule_in / 2))),
+        sims={
+            # The campaign's provider is the one that pushes back.
+            "panelsms": {
+                "queue_full_ratio": options.queue_full_ratio,
+                "rate_limit": options.provider_rate_limit,
+                "latency_ms": 5,
+            },
+            "brand": {"latency_ms": 5},
+        },
+    )
+    console.print("[bold]smsq demo[/bold]: starting the embedded stack ...")
+    try:
+        stack = EmbeddedStack(stack_options).start()
+    except StackError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 1
+    database = "SQLite (temporary)" if stack.embedded_database else "$SMSQ_DATABASE_URL"
+    store_name = "in-process (fakeredis)" if stack.embedded_redis else "$SMSQ_REDIS_URL"
+    console.print(
+        f"  database {database}, Redis {store_name}, broker in-process; "
+        f"simulators {', '.join(stack.simulator_urls.values())}, API {stack.api_url}"
+    )
+    store = redis.Redis.from_url(stack.redis_url)
+    try:
+        with Producer.from_settings(get_settings()) as producer:
+            return _scenario(console, options, stack, producer, store)
+    finally:
+        store.close()
+        stack.stop()
+
+
+def _scenario(
+    console: Console,
+    options: DemoOptions,
+    stack: EmbeddedStack,
+    producer: Producer,
+    store: redis.Redis,
+) -> int:
+    progress = Progress()
+    started_at = utcnow()
+    set_rate(CAMPAIGN_PROVIDER, options.rate)
+    progress.rate_changes.append({"at_s": 0.0, "rate": options.rate})
+
+    scheduled = producer.send(
+        "+4917012345678",
+        "Your table for two is booked for 8 pm tonight.",
+        provider=OTP_PROVIDER,
+        send_at=started_at + dt.timedelta(seconds=options.schedule_in),
+    )
+    # Ingestion runs beside the sending: the first chunk is sent while the
+    # rest is still being written.
+    receipts: list[Any] = []
+    name = f"spring sale (smsq demo {started_at:%Y-%m-%d %H:%M:%S.%f})"
+    ingest = threading.Thread(
+        target=lambda: receipts.append(
+            producer.submit_campaign(
+                name,
+                campaign_rows(options.recipients),
+                CAMPAIGN_TEXT,
+                provider=CAMPAIGN_PROVIDER,
+            )
+        ),
+        name="smsq-demo-ingest",
+        daemon=True,
+    )
+    ingest.start()
+    campaign_id = _wait_for_campaign_id(producer, ingest, name)
+    expected = options.recipients * (
+        options.raise_at / options.rate + (1 - options.raise_at) / options.raised_rate
+    )
+    otp_every = max(0.3, expected / (options.otps + 1))
+    next_otp = time.monotonic() + otp_every
+    rng = random.Random()
+    done_since: float | None = None
+    awaiting = (0, 0.0)  # messages still awaiting a report, and since when
+    completed = False
+    interactive = console.is_terminal
+    last_line = 0.0
+
+    with Live(console=console, auto_refresh=False, transient=False) as live:
+        while True:
+            now = time.monotonic()
+            if progress.otps_submitted < options.otps and now >= next_otp:
+                code = f"{rng.randrange(10**6):06d}"
+                producer.send(
+                    f"+49170{rng.randrange(10**7):07d}",
+                    f"Your code is {code}",
+                    kind=MessageKind.OTP,
+                    provider=OTP_PROVIDER,
+                    stop_list=False,
+                )
+                progress.otps_submitted += 1
+                next_otp = now + otp_every
+            with producer.sessions() as session:
+                snap = snapshot(session, campaign_id, since=started_at)
+                latencies = otp_latencies(session, since=started_at)
+                timing = _scheduled_line(session.get(Message, scheduled.id))
+            rate = progress.rate(now, snap.sent)
+            if (
+                len(progress.rate_changes) == 1
+                and snap.sent >= options.raise_at * options.recipients
+            ):
+                set_rate(CAMPAIGN_PROVIDER, options.raised_rate)
+                progress.rate_changes.append(
+                    {"at_s": round(now - progress.started, 2), "rate": options.raised_rate}
+                )
+            bucket = _bucket_line(store)
+            view = _live_view(snap, rate, latencies, bucket, timing, progress, options)
+            if interactive:
+                live.update(view, refresh=True)
+            elif now - last_line >= 5.0:
+                last_line = now
+                console.print(_progress_line(snap, rate, progress))
+            everything_in = not ingest.is_alive() and progress.otps_submitted >= options.otps
+            if everything_in and snap.pending == 0:
+                done_since = done_since or now
+                owed = snap.by_status.get("sent", 0)
+                if owed != awaiting[0]:
+                    awaiting = (owed, now)
+                if (
+                    owed == 0
+                    or now - awaiting[1] >= REPORT_STALL
+                    or now - done_since >= REPORT_WAIT_MAX
+                ):
+                    completed = True
+                    break
+            if now - progress.started > options.timeout:
+                break
+            time.sleep(REFRESH)
+
+    with producer.sessions() as session:
+        report = summary(
+            session,
+            campaign_id=campaign_id,
+            scheduled_id=scheduled.id,
+            otp_count=progress.otps_submitted,
+            started=started_at,
+            finished=utcnow(),
+            rate_changes=progress.rate_changes,
+            simulator=stack.sims["panelsms"].stats(),
+            completed=completed,
+        )
+    if receipts:
+        report["campaign"]["rejected_at_submission"] = receipts[0].rejected
+    options.report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    console.print(_summary_table(report))
+    console.print(f"report written to {options.report}")
+    ok = completed and report["campaign"]["sent"] == options.recipients
+    if not ok:
+        console.print("[red]the demo did not finish: see the report[/red]")
+    return 0 if ok else 1
+
+
+def _wait_for_campaign_id(producer: Producer, ingest: threading.Thread, name: str) -> str:
+    """The campaign's id as soon as its row exists (ingestion goes on)."""
+    while True:
+        with producer.sessions() as session:
+            found = session.scalar(select(Campaign.id).where(Campaign.name == name))
+        if found is not None:
+            return found
+        if not ingest.is_alive():
+            raise RuntimeError("the demo campaign was not created")
+        time.sleep(0.05)
+
+
+def _bucket_line(store: redis.Redis) -> str:
+    account = get_settings().providers[CAMPAIGN_PROVIDER]
+    state = TokenBucket(store, CAMPAIGN_PROVIDER, rate=account.rate, burst=account.burst).state()
+    return f"{state.rate:.0f}/s of {account.rate}/s (factor {state.factor:.2f})"
+
+
+def _progress_line(snap: Snapshot, rate: float, progress: Progress) -> str:
+    statuses = ", ".join(f"{k} {v}" for k, v in sorted(snap.by_status.items()))
+    return (
+        f"{time.monotonic() - progress.started:5.1f} s  sent {snap.sent}  {rate:5.0f}/s  "
+        f"[{statuses}]  retries {snap.retries or '-'}"
+    )
+
+
+def _live_view(
+    snap: Snapshot,
+    rate: float,
+    latencies: list[float],
+    bucket: str,
+    timing: str,
+    progress: Progress,
+    options: DemoOptions,
+) -> Columns:
+    statuses = Table("status", "messages", title="campaign")
+    for status, count in sorted(snap.by_status.items()):
+        statuses.add_row(status, str(count))
+    facts = Table("", "", show_header=False, title="now")
+    facts.add_row("elapsed", f"{time.monotonic() - progress.started:.1f} s")
+    facts.add_row("sent", f"{snap.sent} of {options.recipients}")
+    facts.add_row("current rate", f"{rate:.0f}/s")
+    facts.add_row("panel bucket", bucket)
+    retries = ", ".join(f"code {c}: {n}" for c, n in sorted(snap.retries.items())) or "-"
+    facts.add_row("retries by code", retries)
+    p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+    facts.add_row(
+        "OTP latency",
+        f"{len(latencies)} of {progress.otps_submitted} sent"
+        + (f", p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms" if p50 and p99 else ""),
+    )
+    facts.add_row("scheduled message", timing)
+    return Columns([statuses, facts])
+
+
+def _scheduled_line(message: Message | None) -> str:
+    if message is None or message.send_at is None:
+        return "-"
+    if message.sent_at is not None:
+        late = (message.sent_at - message.send_at).total_seconds()
+        return f"{message.status}, sent {late * 1000:.0f} ms after its time"
+    due = (message.send_at - utcnow()).total_seconds()
+    return f"{message.status}, due in {max(due, 0):.1f} s"
+
+
+def _summary_table(report: dict[str, Any]) -> Table:
+    c, otp, sch = report["campaign"], report["otp"], report["scheduled"]
+    table = Table("", "", show_header=False, title="smsq demo: summary")
+    table.add_row("campaign recipients", str(c["recipients"]))
+    table.add_row("sent", str(c["sent"]))
+    owed = c["by_status"].get("sent", 0)
+    table.add_row(
+        "delivered",
+        f"{c['delivered']}" + (f" ({owed} reports still on their way at the end)" if owed else ""),
+    )
+    table.add_row("failed", str(c["failed"]))
+    retries = report["retries_by_code"]
+    table.add_row(
+        "retried, by code", ", ".join(f"{k}: {v}" for k, v in sorted(retries.items())) or "-"
+    )
+    table.add_row(
+        "throughput",
+        f"{c['throughput_per_s']}/s over {c['sending_s']} s "
+        f"(rate {' -> '.join(str(r['rate']) for r in report['rate_changes'])}/s)",
+    )
+    table.add_row(
+        "OTP latency",
+        f"p50 {otp['latency_ms_p50']} ms, p99 {otp['latency_ms_p99']} ms "
+        f"({otp['sent']} of {otp['submitted']} sent)",
+    )
+    table.add_row("scheduled message", f"sent {sch['send_time_error_ms']} ms after its time")
+    table.add_row(
+        "panelsms refused, by code", json.dumps(report["panelsms_simulator"]["rejected_by_code"])
+    )
+    table.add_row("demo took", f"{report['duration_s']} s")
+    return table
+
+
+def _quiet_logs() -> None:
+    """Warnings only: the live view is the output. (Logs never carry texts.)"""
+    logging.getLogger().setLevel(logging.WARNING)
+    for name in ("smsq", "celery", "kombu", "uvicorn", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # kombu warns that memory:// names no host.
+    logging.getLogger("kombu.connection").setLevel(logging.ERROR)

@@ -1,0 +1,372 @@
+"""The whole smsq stack in one process, on no external service: the demo's engine.
+
+What a fleet runs as separate processes runs here as threads:
+
+- the provider simulator, twice (uvicorn, free ports): one for the panelsms
+  account, one for the brand account, as two providers are two hosts (a
+  rate limit or an outage of one leaves the other alone); both send
+  delivery reports back to us;
+- the HTTP API (uvicorn, a free port), for the delivery-report receiver;
+- Celery workers (thread pools) on an in-process broker
+  (kombu's ``memory://``): one on ``otp,transactional``, one on ``campaign``,
+  so an OTP never waits behind a campaign batch, as in production;
+- the promoter (what ``smsq beat`` runs every second), called as a plain
+  function by a thread. Not the sweeper: what it repairs (broker messages
+  lost in a Redis restart, a worker that died holding a lease) cannot happen
+  to a broker and workers that live and die with this process, and its scans
+  would only compete with the demo for SQLite's write lock.
+
+The database is a SQLite file in a temporary directory unless
+``SMSQ_DATABASE_URL`` is set; the token buckets live in Redis at
+``SMSQ_REDIS_URL`` when that variable is set and Redis answers, else in
+fakeredis served over TCP in this process (Lua included), so every component
+reaches it by URL exactly as it would reach Redis.
+
+Configuration goes through the ``SMSQ_*`` environment (set here before the
+worker's Celery app is made), so the components are the production ones,
+unchanged. That is also why there is one stack per process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import redis
+import structlog
+
+from providers.simulator import Simulator, run_in_thread
+from providers.simulator.server import ServerThread
+from smsq.settings import DEFAULT_PROVIDERS, Settings, get_settings
+from smsq.simulator_setup import simulator_config
+
+log = structlog.get_logger("smsq.demo")
+
+# Seconds between the broker polls of the in-process transport (kombu's
+# default of 1 s would add up to a second to every OTP).
+BROKER_POLL_INTERVAL = 0.01
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """What differs from a production fleet; the rest comes from ``SMSQ_*``."""
+
+    schedule_horizon: int = 5
+    """Seconds: scheduled sends further away wait in the DB for the promoter."""
+    retry_cap: float = 5.0
+    """Longest backoff on codes 6/7: a short demo must not wait a minute for a retry."""
+    batch_size: int = 100
+    """Ids per campaign task."""
+    bulk_threads: int = 4
+    """Threads of the campaign worker: retries are many small tasks, each
+    mostly waiting on the database, so a few run side by side."""
+    sims: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Simulator settings (``SimConfig`` fields) to start with, by adapter
+    (``panelsms``, ``brand``)."""
+
+
+class StackError(RuntimeError):
+    """The embedded stack cannot start; the message says what to do."""
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        with contextlib.closing(client):
+            return bool(client.ping())
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+class FakeRedisServer:
+    """fakeredis behind a real TCP port, so clients made from a URL reach it."""
+
+    def __init__(self) -> None:
+        try:
+            from fakeredis import TcpFakeServer
+        except ImportError:  # a production install: fakeredis comes with the dev extra
+            raise StackError(
+                "no Redis answers at SMSQ_REDIS_URL and fakeredis is not installed: "
+                "pip install 'fakeredis[lua]', or point SMSQ_REDIS_URL at a Redis"
+            ) from None
+
+        self._server = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="smsq-fakeredis", daemon=True
+        )
+        self._thread.start()
+        self.url = f"redis://127.0.0.1:{self._server.server_address[1]}/0"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+ADAPTERS = ("panelsms", "brand")
+_PATHS = {"panelsms": "/sendMtSms.php", "brand": "/brand/send"}
+
+
+def providers_toml(simulator_urls: dict[str, str]) -> str:
+    """The built-in demo accounts, pointed at our simulators (by adapter)."""
+    lines: list[str] = []
+    for name, table in DEFAULT_PROVIDERS.items():
+        lines.append(f"[providers.{name}]")
+        for key, value in table.items():
+            if key == "url":
+                adapter = table["adapter"]
+                value = f"{simulator_urls[adapter]}{_PATHS[adapter]}"
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _without_lifespan(app: Any) -> Any:
+    """The app for HTTP only; the stack closes its resources itself.
+
+    The API's middleware assumes an HTTP scope (``producer.http.idempotency``
+    reads ``scope["path"]``), so its lifespan startup fails under uvicorn's
+    ``lifespan="on"``; answering the lifespan messages here sidesteps that.
+    """
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            kind = message["type"].removeprefix("lifespan.")
+            await send({"type": f"lifespan.{kind}.complete"})
+            if kind == "shutdown":
+                return
+
+    return asgi
+
+
+class WorkerThread:
+    """A Celery worker consuming ``queues``, its consumer in a thread of its own.
+
+    Its tasks run in a pool of ``threads`` threads; each thread makes its own
+    :class:`worker.runtime.Runtime` (an event loop runs one batch at a time),
+    all closed once the workers have stopped.
+    """
+
+    def __init__(self, app: Any, hostname: str, queues: list[str], threads: int) -> None:
+        self.hostname = hostname
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.controller = app.WorkController(
+            hostname=hostname,
+            queues=queues,
+            pool="threads",
+            concurrency=threads,
+            loglevel="WARNING",
+            ready_callback=lambda *_: self._ready.set(),
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+        )
+        self.thread = threading.Thread(target=self._run, name=f"smsq-{hostname}", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.controller.start()
+        except BaseException as exc:  # a refused start (startup checks) is a SystemExit
+            self._error = exc
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start consuming; raise when the worker stopped or did not start in time."""
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(0.05):
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                reason = str(self._error) if self._error else "it did not start in time"
+                raise StackError(f"worker {self.hostname} did not start: {reason}")
+
+
+def stop_workers(workers: list[WorkerThread], timeout: float = 30.0) -> None:
+    """Stop every worker of this process: Celery's flag is process-wide."""
+    from celery.worker import state
+
+    state.should_terminate = 0
+    try:
+        for worker in workers:
+            worker.thread.join(timeout)
+    finally:
+        state.should_terminate = None
+
+
+class EmbeddedStack:
+    """Start with :meth:`start` (or ``with``); everything stops at :meth:`stop`."""
+
+    def __init__(self, options: StackOptions | None = None) -> None:
+        self.options = options or StackOptions()
+        self._exit = contextlib.ExitStack()
+        self._stop = threading.Event()
+        self._saved_env: dict[str, str | None] = {}
+        self.database_url = ""
+        self.redis_url = ""
+        self.embedded_redis = False
+        self.embedded_database = False
+        self.sims: dict[str, Simulator] = {}
+        """The simulators, by adapter: ``panelsms`` and ``brand``."""
+        self.simulator_urls: dict[str, str] = {}
+        self.api_url = ""
+
+    # --- lifecycle -----------------------------------------------------------
+
+    def start(self) -> Self:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        tmp = Path(self._exit.enter_context(tempfile.TemporaryDirectory(prefix="smsq-demo-")))
+        self.database_url = os.environ.get("SMSQ_DATABASE_URL") or f"sqlite:///{tmp / 'demo.db'}"
+        self.embedded_database = "SMSQ_DATABASE_URL" not in os.environ
+        wanted = os.environ.get("SMSQ_REDIS_URL")
+        if wanted and redis_answers(wanted):
+            self.redis_url = wanted
+        else:
+            fake = FakeRedisServer()
+            self._exit.callback(fake.stop)
+            self.redis_url = fake.url
+            self.embedded_redis = True
+            # fakeredis answers no CONFIG GET: the workers' checks of Redis's
+            # eviction and persistence settings can only warn about that.
+            logging.getLogger("smsq.startup").setLevel(logging.ERROR)
+
+        # The simulators first: their ports go into the providers file.
+        base = Settings(providers_file=None)
+        for adapter in ADAPTERS:
+            sim = Simulator(simulator_config(base, **self.options.sims.get(adapter, {})))
+            server = run_in_thread(sim)
+            self._exit.callback(server.stop)
+            self.sims[adapter] = sim
+            self.simulator_urls[adapter] = server.url
+        providers = tmp / "providers.toml"
+        providers.write_text(providers_toml(self.simulator_urls), encoding="utf-8")
+
+        o = self.options
+        self._set_env(
+            SMSQ_DATABASE_URL=self.database_url,
+            SMSQ_REDIS_URL=self.redis_url,
+            SMSQ_BROKER_URL="memory://",
+            SMSQ_PROVIDERS_FILE=str(providers),
+            SMSQ_SCHEDULE_HORIZON=str(o.schedule_horizon),
+            SMSQ_RETRY_CAP=str(o.retry_cap),
+            SMSQ_BATCH_SIZE=str(o.batch_size),
+        )
+        from models.migrate import upgrade
+
+        upgrade(self.database_url)
+
+        from producer.http.app import close_app_resources, create_app
+
+        app = create_app(get_settings())
+        api = ServerThread(_without_lifespan(app)).start()
+        self._exit.callback(close_app_resources, app)
+        self._exit.callback(api.stop)
+        self.api_url = api.url
+        # Providers reach our receiver here; the adapters read it from the settings.
+        self._set_env(SMSQ_PUBLIC_URL=self.api_url)
+        for sim in self.sims.values():
+            sim.config.patch({"brand_callback_url": f"{self.api_url}/dlr/brand"})
+
+        self._start_workers()
+        beat = threading.Thread(target=self._beat, name="smsq-beat", daemon=True)
+        beat.start()
+        self._exit.callback(beat.join, 5)
+        self._exit.callback(self._stop.set)  # runs first: callbacks unwind in reverse
+
+    def _set_env(self, **values: str) -> None:
+        for name, value in values.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+        get_settings.cache_clear()
+
+    def _start_workers(self) -> None:
+        from smsq.names import QUEUE_CAMPAIGN, QUEUE_OTP, QUEUE_TRANSACTIONAL
+        from worker import tasks  # noqa: F401 -- registers the tasks
+        from worker.app import app
+
+        settings = get_settings()
+        # worker.app may have been imported before our environment was set.
+        app.conf.update(
+            broker_url=settings.effective_broker_url,
+            broker_transport_options={
+                **app.conf.broker_transport_options,
+                "polling_interval": BROKER_POLL_INTERVAL,
+            },
+        )
+        app.finalize()
+        app.set_current()
+        from worker.runtime import close_runtimes
+
+        workers: list[WorkerThread] = []
+        self._exit.callback(close_runtimes)  # after the workers and beat stopped
+        self._exit.callback(stop_workers, workers)
+        # One after the other: a worker's queue selection is set on the app
+        # and read when its consumer starts.
+        for hostname, queues, threads in (
+            ("latency@demo", [QUEUE_OTP, QUEUE_TRANSACTIONAL], 2),
+            ("bulk@demo", [QUEUE_CAMPAIGN], self.options.bulk_threads),
+        ):
+            worker = WorkerThread(app, hostname, queues, threads)
+            workers.append(worker)
+            worker.start()
+
+    def _beat(self) -> None:
+        """The promoter every ``SMSQ_PROMOTE_INTERVAL``, as ``smsq beat`` schedules it."""
+        from worker.tasks import promote_scheduled
+
+        interval = get_settings().promote_interval
+        while not self._stop.wait(interval):
+            try:
+                promote_scheduled()
+            except Exception as exc:  # keep beating: the next tick may succeed
+                log.warning("demo promoter failed", error=f"{type(exc).__name__}: {exc}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self._exit.close()
+        finally:
+            for name, value in self._saved_env.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            self._saved_env.clear()
+            get_settings.cache_clear()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
