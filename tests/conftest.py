@@ -209,3 +209,55 @@ def make_campaign(session: Session) -> Callable[..., Campaign]:
         return campaign
 
     return factory
+
+
+# --- provider accounts -----------------------------------------------------------
+
+# Accounts at a provider no test ever reaches (sim.test): for tests that need
+# settings with accounts but send nothing, or send through MockTransport.
+TEST_ACCOUNTS: dict[str, dict[str, Any]] = {
+    "panel": {
+        "adapter": "panelsms",
+        "url": "http://sim.test/sendMtSms.php",
+        "user": "demo@example.com",
+        "api_key": "demo-panel-key",
+        "sender": "SMSQ",
+    },
+    "brand": {
+        "adapter": "brand",
+        "url": "http://sim.test/brand/send",
+        "key": "demo-brand-key",
+        "brand_id": "SMSQ",
+    },
+}
+
+
+@pytest.fixture
+def write_providers(tmp_path: Path) -> Callable[..., Path]:
+    """``write_providers(panel={"rate": 50}, brand=True)`` -> a providers file.
+
+    ``panel`` is always there (with its overrides); ``brand`` when given.
+    """
+
+    def write(panel: dict[str, Any] | None = None, brand: dict[str, Any] | bool = False) -> Path:
+        accounts = {"panel": {**TEST_ACCOUNTS["panel"], **(panel or {})}}
+        if brand:
+            extra = brand if isinstance(brand, dict) else {}
+            accounts["brand"] = {**TEST_ACCOUNTS["brand"], **extra}
+        path = tmp_path / "providers.toml"
+        path.write_text(
+            "".join(
+                f"[providers.{name}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in table.items())
+                for name, table in accounts.items()
+            ),
+            encoding="utf-8",
+        )
+        return path
+
+    return write
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int | float) else f'"{value}"'

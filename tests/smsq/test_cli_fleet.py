@@ -25,14 +25,6 @@ from worker import fleet
 
 S = MessageStatus
 runner = CliRunner()
-PROVIDERS = """
-[providers.panel]
-adapter = "panelsms"
-url = "http://sim.test/sendMtSms.php"
-user = "demo@example.com"
-api_key = "demo-panel-key"
-sender = "SMSQ"
-"""
 
 
 @dataclass
@@ -53,11 +45,12 @@ class Cli:
 
 @pytest.fixture
 def cli(
-    db_url: str, tmp_path: Path, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+    db_url: str,
+    write_providers: Callable[..., Path],
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Cli]:
-    path = tmp_path / "providers.toml"
-    path.write_text(PROVIDERS, encoding="utf-8")
-    settings = Settings(database_url=db_url, providers_file=path)
+    settings = Settings(database_url=db_url, providers_file=write_providers())
     c = Cli(store=fakeredis.FakeRedis(), broker=fakeredis.FakeRedis())
 
     def publish(task: str, args: list[Any], kwargs: dict[str, Any], queue: str) -> None:

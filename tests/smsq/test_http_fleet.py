@@ -24,21 +24,11 @@ from worker import fleet
 from worker.throttle import pause_provider
 
 S = MessageStatus
-PROVIDERS = """
-[providers.panel]
-adapter = "panelsms"
-url = "http://sim.test/sendMtSms.php"
-user = "demo@example.com"
-api_key = "demo-panel-key"
-sender = "SMSQ"
-rate = 40
-"""
 
 
 @pytest.fixture
-def app(db_url: str, tmp_path: Path) -> Iterator[FastAPI]:
-    providers = tmp_path / "providers.toml"
-    providers.write_text(PROVIDERS, encoding="utf-8")
+def app(db_url: str, write_providers: Callable[..., Path]) -> Iterator[FastAPI]:
+    providers = write_providers(panel={"rate": 40})
     application = create_app(Settings(database_url=db_url, providers_file=providers))
     application.state.redis = fakeredis.FakeRedis()
     application.state.fleet_broker = fakeredis.FakeRedis()

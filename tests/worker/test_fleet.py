@@ -33,28 +33,11 @@ from worker.throttle import PAUSED_WAIT, TokenBucket, pause_provider, resume_pro
 
 S = MessageStatus
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
-PROVIDERS = """
-[providers.panel]
-adapter = "panelsms"
-url = "http://sim.test/sendMtSms.php"
-user = "demo@example.com"
-api_key = "demo-panel-key"
-sender = "SMSQ"
-rate = 50
-burst = 20
-
-[providers.brand]
-adapter = "brand"
-url = "http://sim.test/brand/send"
-key = "demo-brand-key"
-brand_id = "SMSQ"
-"""
 
 
 @pytest.fixture
-def settings(db_url: str, tmp_path: Path) -> Settings:
-    path = tmp_path / "providers.toml"
-    path.write_text(PROVIDERS, encoding="utf-8")
+def settings(db_url: str, write_providers: Callable[..., Path]) -> Settings:
+    path = write_providers(panel={"rate": 50, "burst": 20}, brand=True)
     return Settings(database_url=db_url, providers_file=path)
 
 

@@ -24,21 +24,10 @@ from producer.enqueue import Enqueuer
 from producer.http.app import close_app_resources, create_app
 from smsq.settings import Settings
 
-PANEL_ACCOUNT = """
-[providers.panel]
-adapter = "panelsms"
-url = "http://sim.test/sendMtSms.php"
-user = "demo@example.com"
-api_key = "demo-panel-key"
-sender = "SMSQ"
-"""
-
 
 @pytest.fixture
-def providers_file(tmp_path: Path) -> Path:
-    path = tmp_path / "providers.toml"
-    path.write_text(PANEL_ACCOUNT, encoding="utf-8")
-    return path
+def providers_file(write_providers: Callable[..., Path]) -> Path:
+    return write_providers()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +32,6 @@ from smsq.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-PROVIDERS = """
-[providers.panel]
-adapter = "panelsms"
-url = "http://sim.test/sendMtSms.php"
-user = "demo@example.com"
-api_key = "demo-panel-key"
-sender = "SMSQ"
-
-[providers.brand]
-adapter = "brand"
-url = "http://sim.test/brand/send"
-key = "demo-brand-key"
-brand_id = "SMSQ"
-callback_key = "demo-callback-key"
-"""
-
 
 class NoBroker:
     def send_messages(self, ids: list[str], *, queue: str, eta: dt.datetime | None = None) -> bool:
@@ -64,9 +48,8 @@ def operations() -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def live_app(postgres_url: str, tmp_path: Path) -> Iterator[tuple[Any, str]]:
-    providers = tmp_path / "providers.toml"
-    providers.write_text(PROVIDERS, encoding="utf-8")
+def live_app(postgres_url: str, write_providers: Callable[..., Path]) -> Iterator[tuple[Any, str]]:
+    providers = write_providers(brand={"callback_key": "demo-callback-key"})
     settings_ = Settings(
         database_url=postgres_url, providers_file=providers, api_rate_limit=1_000_000
     )
