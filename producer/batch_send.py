@@ -182,7 +182,7 @@ def _store_each(
                 continue
             row = spec.row(
                 item.number,
-                suppressed=item.number in stopped,
+                suppressed=spec.stop_list and item.number in stopped,
                 idempotency_key=item.idempotency_key,
             )
             new_rows.append(row)

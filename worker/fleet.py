@@ -380,7 +380,17 @@ def requeue_sources() -> frozenset[MessageStatus]:
 
 
 def _conditions(flt: RetryFilter) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = [Message.status.in_(list(flt.statuses))]
+    where: list[ColumnElement[bool]] = [
+        Message.status.in_(list(flt.statuses)),
+        # A cancelled campaign's messages would wait forever: the claim only
+        # takes messages of running (or reopened finished) campaigns.
+        or_(
+            Message.campaign_id.is_(None),
+            Message.campaign_id.not_in(
+                select(Campaign.id).where(Campaign.status == CampaignStatus.CANCELLED)
+            ),
+        ),
+    ]
     if flt.code is not None:
         where.append(Message.error_code == flt.code)
     if flt.campaign_id is not None:

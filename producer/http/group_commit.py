@@ -55,6 +55,11 @@ class GroupCommit(Generic[T, R]):
                 results = await anyio.to_thread.run_sync(self.write, [i for i, _ in batch])
             except Exception as exc:  # write itself failed (no session at all)
                 results = [exc] * len(batch)
+            except BaseException:  # cancelled (shutdown): no waiting request may hang
+                for _, future in batch + self._pending:
+                    if not future.done():
+                        future.set_exception(ConnectionAbortedError("the server is stopping"))
+                raise
             for (_, future), result in zip(batch, results, strict=True):
                 if future.done():  # the request was cancelled (client went away)
                     continue

@@ -266,9 +266,17 @@ class IdempotencyMiddleware:
             await anyio.to_thread.run_sync(store.release, client_id, key)
             return
         body = b"".join(chunks).decode("utf-8", errors="replace")
-        await anyio.to_thread.run_sync(
-            store.finish, client_id, key, hasher.hexdigest(), status, body
-        )
+        try:
+            await anyio.to_thread.run_sync(
+                store.finish, client_id, key, hasher.hexdigest(), status, body
+            )
+        except BaseException:
+            # The answer is gone but not stored: free the key (a retry runs the
+            # request again, where the message's own key still holds) rather
+            # than leave it "running" and answer 409 to every retry for an hour.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(store.release, client_id, key)
+            raise
 
     async def _replay(
         self,

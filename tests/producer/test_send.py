@@ -389,7 +389,12 @@ def test_module_level_send_uses_the_default_producer(
 
 
 def checked(
-    producer: Producer, to: str, *, kind: str = "transactional", key: str | None = None
+    producer: Producer,
+    to: str,
+    *,
+    kind: str = "transactional",
+    key: str | None = None,
+    stop_list: bool = True,
 ) -> Any:
     from producer.batch_send import CheckedSend
     from producer.message_spec import check_message
@@ -405,7 +410,7 @@ def checked(
         validity=None,
         sender=None,
         callback_url=None,
-        stop_list=True,
+        stop_list=stop_list,
         flash=False,
         client_id="shop",
         idempotency_key=key,
@@ -459,3 +464,22 @@ def test_send_each_answers_a_repeated_key_with_the_first_message(
     assert again[1] == again[2]
     assert session.scalar(select(func.count()).select_from(Message)) == 2
     assert sum(len(call.ids) for call in recorder.calls) == 2
+
+
+def test_send_each_honours_each_items_own_stop_list_choice(
+    producer: Producer, session: Session
+) -> None:
+    # Regression (review): an item with stop_list=False was suppressed when
+    # another item of the batch, checking the stop list, had the same number.
+    from producer.batch_send import send_each
+
+    session.add(Suppression(number="+4915123000003"))
+    session.commit()
+    receipts = send_each(
+        producer,
+        [
+            checked(producer, "+4915123000003"),
+            checked(producer, "+4915123000003", kind="otp", stop_list=False),
+        ],
+    )
+    assert [getattr(r, "status", r) for r in receipts] == ["suppressed", "queued"]

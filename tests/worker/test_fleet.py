@@ -257,6 +257,21 @@ def test_retry_filters_by_campaign_and_since(
     ]
 
 
+def test_retry_leaves_the_messages_of_a_cancelled_campaign_alone(
+    session: Session,
+    make_message: Callable[..., Message],
+    make_campaign: Callable[..., Campaign],
+) -> None:
+    # Regression (review): they became queued, and no claim would ever take them.
+    cancelled = make_campaign(status=CampaignStatus.CANCELLED, finished_at=NOW)
+    stuck = make_message(status=S.FAILED, error_code=9, finished_at=NOW, campaign_id=cancelled.id)
+    single = make_message(status=S.FAILED, error_code=9, finished_at=NOW)
+    result = fleet.requeue(session, fleet.RetryFilter(code=9), now=NOW)
+    assert result.requeued_count == 1
+    assert rows(session, [stuck])[0].status == S.FAILED
+    assert rows(session, [single])[0].status == S.QUEUED
+
+
 def test_retry_refuses_a_status_an_operator_may_not_requeue_from(
     session: Session, make_message: Callable[..., Message]
 ) -> None:

@@ -68,3 +68,27 @@ async def test_a_writer_that_fails_outright_fails_every_request_of_the_batch() -
     group: GroupCommit[int, int] = GroupCommit(broken)
     with pytest.raises(ConnectionError):
         await group.submit(1)
+
+
+async def test_requests_do_not_hang_when_the_writer_is_cancelled() -> None:
+    # Regression (review): at shutdown a cancelled writer left its requests waiting forever.
+    import threading
+
+    release = threading.Event()
+
+    def slow(items: list[int]) -> list[int | Exception]:
+        release.wait(5)
+        return list(items)
+
+    group: GroupCommit[int, int] = GroupCommit(slow)
+    first = asyncio.create_task(group.submit(1))
+    await asyncio.sleep(0.05)  # the batch is in the thread
+    second = asyncio.create_task(group.submit(2))  # waits for the next batch
+    await asyncio.sleep(0.05)
+    for writer in list(asyncio.all_tasks()):
+        if writer.get_coro().__qualname__.startswith("GroupCommit._write_all"):  # type: ignore[union-attr]
+            writer.cancel()
+    release.set()
+    for request in (first, second):
+        with pytest.raises(ConnectionAbortedError):
+            await asyncio.wait_for(request, 2)

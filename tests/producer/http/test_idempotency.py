@@ -339,3 +339,18 @@ async def test_the_app_lifespan_runs_through_the_middleware(
 
     await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+async def test_an_answer_that_cannot_be_stored_frees_the_key(
+    api: httpx.AsyncClient, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (review): a failed store.finish left the record "running",
+    # so every retry with the key waited 10 s and got 409, for an hour.
+    def broken_finish(*_: object) -> None:
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr(idempotency.IdempotencyStore, "finish", broken_finish)
+    first = await api.post("/v1/things", json={"to": "+491701234567"}, headers=idem("f"))
+    assert first.status_code == 201  # the client got its answer
+    session.expire_all()
+    assert session.get(IdempotencyRecord, (_client_id(session), "f")) is None
