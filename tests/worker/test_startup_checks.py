@@ -94,10 +94,15 @@ def test_a_redis_with_noeviction_passes(redis_client: redis.Redis) -> None:
 @pytest.fixture
 def real_redis(real_redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(real_redis_url, decode_responses=True)
-    saved = client.config_get("maxmemory-policy") | client.config_get("save")
+    saved = (
+        client.config_get("maxmemory-policy")
+        | client.config_get("save")
+        | client.config_get("appendonly")
+    )
     yield client
     client.config_set("maxmemory-policy", saved["maxmemory-policy"])
     client.config_set("save", saved["save"])
+    client.config_set("appendonly", saved["appendonly"])
     client.close()
 
 
@@ -118,8 +123,8 @@ def test_a_redis_without_persistence_is_warned_about(
     real_redis: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    if real_redis.config_get("appendonly")["appendonly"] == "yes":
-        pytest.skip("this Redis runs with AOF; not switching it off for a test")
+    # The test Redis only: the fixture restores both settings afterwards.
+    real_redis.config_set("appendonly", "no")
     real_redis.config_set("save", "")
     assert check_persistence(real_redis, role="broker") is False
     assert "redis_without_persistence" in caplog.text
