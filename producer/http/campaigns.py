@@ -20,7 +20,6 @@ response.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import datetime as dt
 import io
 from collections.abc import Iterator
@@ -133,7 +132,7 @@ async def create_campaign(
         raise ApiError(
             415, "unsupported_media_type", f"send {JSON}, or {MULTIPART} with a CSV file"
         )
-    return CampaignAccepted.of(receipt)
+    return CampaignAccepted.model_validate(receipt)
 
 
 def _parse_json(raw: bytes) -> CreateCampaign:
@@ -195,7 +194,7 @@ def list_recent_campaigns(
     """The newest campaigns first, optionally only those in one status
     (``running``, ``paused``, ...): how an operator finds an id."""
     found = list_campaigns(session, limit=limit, status=status.value if status else None)
-    return [CampaignListItem(**dataclasses.asdict(c)) for c in found]
+    return [CampaignListItem.model_validate(c) for c in found]
 
 
 @router.get(
@@ -212,7 +211,7 @@ def get_campaign(
     summary = campaign_summary(session, campaign_id, now=producer.clock())
     if summary is None:
         raise _no_campaign()
-    return CampaignOut.of(summary)
+    return CampaignOut.model_validate(summary)
 
 
 # --- control -------------------------------------------------------------------

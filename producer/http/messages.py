@@ -74,7 +74,7 @@ async def send_message(
             validity=body.validity,
             client_id=client.id,
         )
-        return [MessageAccepted.of(receipt) for receipt in receipts]
+        return [MessageAccepted.model_validate(receipt) for receipt in receipts]
     if not isinstance(body.to, str):
         raise InvalidField("to", "must be a phone number or a list of phone numbers")
     key = getattr(request.state, STATE_IDEMPOTENCY_KEY, None)
@@ -95,7 +95,7 @@ async def send_message(
     )
     item = CheckedSend(normalize_number(body.to, field="to"), spec, key)
     receipt = await send_group(request, producer).submit(item)
-    return MessageAccepted.of(receipt)
+    return MessageAccepted.model_validate(receipt)
 
 
 def send_group(request: Request, producer: Producer) -> GroupCommit[CheckedSend, MessageReceipt]:
@@ -121,4 +121,4 @@ def get_message(message_id: str, client: CurrentClient, session: DbSession) -> M
     view = message_view(session, message_id, client_id=client.id)
     if view is None:
         raise ApiError(404, "not_found", "no message with this id", field="message_id")
-    return MessageOut.of(view)
+    return MessageOut.model_validate(view)

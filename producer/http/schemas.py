@@ -17,10 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
-
-from producer.campaign_views import CampaignSummary, MessageView
-from producer.receipts import CampaignReceipt, MessageReceipt, RejectedRow
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, WithJsonSchema
 
 E164_EXAMPLE = "+491701234567"
 SEND_AT_DOC = (
@@ -84,7 +81,17 @@ class SendMessage(_Request):
     )
 
 
-class MessageAccepted(BaseModel):
+class _FromView(BaseModel):
+    """An answer read from the attributes of a view or receipt (``model_validate(view)``).
+
+    The producer's records (``producer.receipts``, ``producer.campaign_views``)
+    hold the data; these models only add the JSON schema and its examples.
+    """
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class MessageAccepted(_FromView):
     """One accepted message (202); for a list ``to``, one per number, in order."""
 
     model_config = ConfigDict(
@@ -105,17 +112,8 @@ class MessageAccepted(BaseModel):
     encoding: Literal["gsm7", "ucs2"]
     segments: int
 
-    @classmethod
-    def of(cls, receipt: MessageReceipt) -> MessageAccepted:
-        return cls(
-            id=receipt.id,
-            status=receipt.status,
-            encoding=receipt.encoding,
-            segments=receipt.segments,
-        )
 
-
-class MessageEventOut(BaseModel):
+class MessageEventOut(_FromView):
     status: str
     source: str = Field(description="producer, worker, dlr, sweeper or operator")
     applied: bool = Field(description="false: recorded but the status did not change")
@@ -124,7 +122,7 @@ class MessageEventOut(BaseModel):
     created_at: dt.datetime
 
 
-class MessageOut(BaseModel):
+class MessageOut(_FromView):
     """``GET /v1/messages/{id}``: everything but the text."""
 
     id: str
@@ -145,29 +143,6 @@ class MessageOut(BaseModel):
     sent_at: dt.datetime | None
     finished_at: dt.datetime | None
     events: list[MessageEventOut]
-
-    @classmethod
-    def of(cls, view: MessageView) -> MessageOut:
-        return cls(
-            id=view.id,
-            to=view.to,
-            kind=view.kind,
-            campaign_id=view.campaign_id,
-            status=view.status,
-            provider=view.provider,
-            provider_message_id=view.provider_message_id,
-            error_code=view.error_code,
-            error_detail=view.error_detail,
-            attempts=view.attempts,
-            encoding=view.encoding,
-            segments=view.segments,
-            send_at=view.send_at,
-            expires_at=view.expires_at,
-            created_at=view.created_at,
-            sent_at=view.sent_at,
-            finished_at=view.finished_at,
-            events=[MessageEventOut(**event._asdict()) for event in view.events],
-        )
 
 
 # --- campaigns ---------------------------------------------------------------
@@ -219,17 +194,13 @@ class CreateCampaign(_Request):
     phone_column: str = Field(default="phone", description="the number's key in a recipient object")
 
 
-class RejectedRowOut(BaseModel):
+class RejectedRowOut(_FromView):
     row: int = Field(description="1-based position among the recipients (CSV: header not counted)")
     value: str
     reason: str
 
-    @classmethod
-    def of(cls, row: RejectedRow) -> RejectedRowOut:
-        return cls(row=row.row, value=row.value, reason=row.reason)
 
-
-class CampaignAccepted(BaseModel):
+class CampaignAccepted(_FromView):
     """The outcome of ingesting a campaign (202)."""
 
     model_config = ConfigDict(
@@ -250,26 +221,15 @@ class CampaignAccepted(BaseModel):
         }
     )
 
-    id: str
+    id: str = Field(validation_alias=AliasChoices("id", "campaign_id"))
     status: str
     accepted: int = Field(description="rows that became messages (suppressed ones included)")
     rejected: int
     suppressed: int = Field(description="accepted numbers on the stop list: never sent")
     errors: list[RejectedRowOut] = Field(description="the first 100 rejected rows")
 
-    @classmethod
-    def of(cls, receipt: CampaignReceipt) -> CampaignAccepted:
-        return cls(
-            id=receipt.campaign_id,
-            status=receipt.status,
-            accepted=receipt.accepted,
-            rejected=receipt.rejected,
-            suppressed=receipt.suppressed,
-            errors=[RejectedRowOut.of(row) for row in receipt.errors],
-        )
 
-
-class CampaignListItem(BaseModel):
+class CampaignListItem(_FromView):
     """One campaign of ``GET /v1/campaigns``."""
 
     id: str
@@ -281,7 +241,7 @@ class CampaignListItem(BaseModel):
     rejected: int
 
 
-class CampaignOut(BaseModel):
+class CampaignOut(_FromView):
     """``GET /v1/campaigns/{id}``: progress, pace and estimated finish."""
 
     id: str
@@ -301,26 +261,6 @@ class CampaignOut(BaseModel):
     estimated_finish: dt.datetime | None = Field(
         description="now + to_send / rate; null when not running, idle, or done"
     )
-
-    @classmethod
-    def of(cls, summary: CampaignSummary) -> CampaignOut:
-        return cls(
-            id=summary.id,
-            name=summary.name,
-            status=summary.status,
-            provider=summary.provider,
-            created_at=summary.created_at,
-            started_at=summary.started_at,
-            finished_at=summary.finished_at,
-            send_at=summary.send_at,
-            accepted=summary.accepted,
-            rejected=summary.rejected,
-            counts=summary.counts,
-            to_send=summary.to_send,
-            sent_last_minute=summary.sent_last_minute,
-            rate_per_second=summary.rate_per_second,
-            estimated_finish=summary.estimated_finish,
-        )
 
 
 class CampaignControlled(BaseModel):

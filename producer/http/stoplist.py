@@ -42,7 +42,7 @@ def _changed(result: stoplist.StoplistResult) -> StoplistChanged:
         added=result.added,
         already=result.already,
         rejected=result.rejected,
-        errors=[RejectedRowOut.of(row) for row in result.errors],
+        errors=[RejectedRowOut.model_validate(row) for row in result.errors],
     )
 
 
