@@ -31,7 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy import select
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import FormData
 
 from models.status import CampaignStatus
 from models.tables import Campaign
@@ -56,12 +56,11 @@ from producer.http.schemas import (
     CreateCampaign,
     error_responses,
 )
+from producer.http.uploads import JSON, MULTIPART, csv_upload, request_media_type
 from producer.receipts import CampaignReceipt
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
-JSON = "application/json"
-MULTIPART = "multipart/form-data"
 # The form fields of an upload besides ``file``; any other is refused (typos).
 FORM_FIELDS = ("name", "text", "phone_column", "send_at", "provider", "sender")
 REPORT_CHUNK_ROWS = 1000  # CSV rows per chunk of the streamed report
@@ -112,7 +111,7 @@ async def create_campaign(
     broken CSV row) do not fail the request: they are counted, and the first
     100 are listed with their row number. Any valid API key may submit.
     """
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = request_media_type(request)
     if media_type == MULTIPART:
         async with request.form(max_files=1, max_fields=len(FORM_FIELDS)) as form:
             receipt = await _from_upload(producer, form)
@@ -150,36 +149,23 @@ def _phone_column(value: str) -> str:
     return value
 
 
-def _form_value(form: FormData, name: str) -> str | None:
-    value = form.get(name)
-    if value is None or isinstance(value, str):
-        return value
-    raise InvalidField(name, "must be a form field, not a file")
-
-
 async def _from_upload(producer: Producer, form: FormData) -> CampaignReceipt:
-    for key in form:
-        if key != "file" and key not in FORM_FIELDS:
-            raise InvalidField(key, f"unknown form field (known: file, {', '.join(FORM_FIELDS)})")
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise InvalidField("file", "a CSV file is required in the form field 'file'")
-    name = _form_value(form, "name")
+    upload, fields = csv_upload(form, FORM_FIELDS)
+    name, text = fields["name"], fields["text"]
     if name is None:
         raise InvalidField("name", "is required")
-    text = _form_value(form, "text")
     if text is None:
         raise InvalidField("text", "is required")
-    phone_column = _phone_column(_form_value(form, "phone_column") or "phone")
+    phone_column = _phone_column(fields["phone_column"] or "phone")
     recipients = read_csv_rows(iter_file_chunks(upload.file), phone_column=phone_column)
     return await run_in_threadpool(
         producer.submit_campaign,
         name,
         recipients,
         text,
-        send_at=_form_value(form, "send_at"),
-        provider=_form_value(form, "provider") or None,
-        sender=_form_value(form, "sender") or None,
+        send_at=fields["send_at"],
+        provider=fields["provider"] or None,
+        sender=fields["sender"] or None,
         phone_field=phone_column,
     )
 

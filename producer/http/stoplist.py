@@ -18,7 +18,6 @@ from starlette.datastructures import FormData, UploadFile
 
 from producer import stoplist
 from producer.csv_rows import iter_file_chunks
-from producer.errors import InvalidField
 from producer.http.auth import CurrentClient
 from producer.http.deps import DbSession, get_database
 from producer.http.errors import ApiError
@@ -30,10 +29,10 @@ from producer.http.schemas import (
     StoplistPage,
     error_responses,
 )
+from producer.http.uploads import MULTIPART, csv_upload, request_media_type
 
 router = APIRouter(prefix="/v1/stoplist", tags=["stop list"])
 
-MULTIPART = "multipart/form-data"
 IMPORT_FIELDS = ("column", "reason")
 
 
@@ -125,8 +124,7 @@ async def import_numbers(request: Request, client: CurrentClient) -> StoplistCha
     """A CSV with a header row; the numbers are in ``column`` (default
     ``phone``). Streamed like a campaign upload; broken rows are reported
     with their row number (header not counted)."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != MULTIPART:
+    if request_media_type(request) != MULTIPART:
         raise ApiError(415, "unsupported_media_type", f"send {MULTIPART} with a CSV file")
     async with request.form(max_files=1, max_fields=len(IMPORT_FIELDS)) as form:
         upload, column, reason = _import_form(form)
@@ -143,17 +141,5 @@ async def import_numbers(request: Request, client: CurrentClient) -> StoplistCha
 
 
 def _import_form(form: FormData) -> tuple[UploadFile, str, str]:
-    for key in form:
-        if key != "file" and key not in IMPORT_FIELDS:
-            raise InvalidField(key, "unknown form field (known: file, column, reason)")
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise InvalidField("file", "a CSV file is required in the form field 'file'")
-    values: dict[str, str] = {}
-    for key in IMPORT_FIELDS:
-        value = form.get(key)
-        if value is not None and not isinstance(value, str):
-            raise InvalidField(key, "must be a form field, not a file")
-        values[key] = value or ""
-    column = values["column"].strip() or "phone"
-    return upload, column, values["reason"]
+    upload, fields = csv_upload(form, IMPORT_FIELDS)
+    return upload, (fields["column"] or "").strip() or "phone", fields["reason"] or ""
