@@ -31,6 +31,11 @@ class PanelSmsAccount(_Account):
     response_type: Literal["json", "xml", "plain"] = "json"
     method: Literal["GET", "POST"] = "POST"
 
+    @property
+    def expects_reports(self) -> bool:
+        """Silence from this account is evidence: it sends delivery reports."""
+        return self.dlr
+
 
 class BrandAccount(_Account):
     adapter: Literal["brand"]
@@ -38,6 +43,11 @@ class BrandAccount(_Account):
     brand_id: str = Field(min_length=1)
     callback_key: SecretStr | None = None
     max_numbers: int = Field(default=500, ge=1, le=10_000)
+
+    @property
+    def expects_reports(self) -> bool:
+        """brand reports reach us only when they carry a callback key we accept."""
+        return self.callback_key is not None
 
 
 ProviderAccount = Annotated[PanelSmsAccount | BrandAccount, Field(discriminator="adapter")]

@@ -554,7 +554,7 @@ def reconcile(
             broker_lost=lost,
             queue_is_empty=lambda q: broker is None or queue_depth(broker, q) == 0,
             resend_providers=[
-                name for name, acc in settings.providers.items() if expects_reports(acc)
+                name for name, acc in settings.providers.items() if acc.expects_reports
             ],
         )
     with sessions() as session:
@@ -576,13 +576,6 @@ def reconcile(
     )
     log.info("reconcile", **{k: v for k, v in vars(report).items()})
     return report
-
-
-def expects_reports(account: Any) -> bool:
-    """Whether silence from this account is evidence (it sends delivery reports)."""
-    if account.adapter == "brand":
-        return account.callback_key is not None
-    return bool(account.dlr)
 
 
 # --- purge -------------------------------------------------------------------
