@@ -81,6 +81,12 @@ def _without_field(message: str, field: str) -> str:
     return message[len(prefix) :] if message.startswith(prefix) else message
 
 
+# Bounds that keep every computed time a real date (year 9999 + a validity
+# overflowed: a 500 found by the fuzz) and are far beyond any SMS use.
+MAX_SCHEDULE_AHEAD = dt.timedelta(days=365)
+MAX_VALIDITY = 30 * 86_400
+
+
 def parse_send_at(
     value: str | dt.datetime | None, *, now: dt.datetime, tz: str
 ) -> dt.datetime | None:
@@ -123,6 +129,10 @@ def parse_send_at(
         raise InvalidField(
             "send_at",
             f"must be in the future (it is {when.isoformat()} and now is {shown_now.isoformat()})",
+        )
+    if when - now > MAX_SCHEDULE_AHEAD:
+        raise InvalidField(
+            "send_at", f"at most {MAX_SCHEDULE_AHEAD.days} days ahead, not {when.isoformat()}"
         )
     return when.astimezone(dt.UTC)
 
@@ -175,6 +185,8 @@ def resolve_validity(validity: int | None, kind: MessageKind, settings: Settings
         raise InvalidField("validity", "must be a whole number of seconds")
     if validity <= 0:
         raise InvalidField("validity", f"must be a positive number of seconds, not {validity}")
+    if validity > MAX_VALIDITY:
+        raise InvalidField("validity", f"at most {MAX_VALIDITY} seconds (30 days), not {validity}")
     return validity
 
 

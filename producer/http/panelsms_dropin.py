@@ -239,7 +239,10 @@ def _parse_time(value: str, now: dt.datetime, tz: ZoneInfo) -> dt.datetime | Non
     if not value:
         return None
     if _DIGITS.fullmatch(value):
-        return now + dt.timedelta(seconds=int(value))
+        try:
+            return now + dt.timedelta(seconds=int(value))
+        except OverflowError:  # beyond any date: unreadable, not a server error
+            raise ValueError(f"{value} seconds from now is not a date") from None
     when = dt.datetime.fromisoformat(value)
     if when.tzinfo is None:
         when = when.replace(tzinfo=tz)

@@ -370,3 +370,15 @@ def test_control_characters_are_refused_by_name(check: Callable[[], object], fie
     with pytest.raises(InvalidField, match="control characters") as exc:
         check()
     assert exc.value.field == field
+
+
+def test_times_stay_real_dates() -> None:
+    # Regression (fuzz): a send_at in year 9999 plus a validity overflowed (a 500).
+    now = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    with pytest.raises(InvalidField, match="at most 365 days ahead") as exc:
+        parse_send_at("9999-12-31T23:59:00+00:00", now=now, tz="UTC")
+    assert exc.value.field == "send_at"
+    assert parse_send_at("2027-02-28T12:00:00+00:00", now=now, tz="UTC") is not None
+    with pytest.raises(InvalidField, match="at most 2592000 seconds") as exc:
+        resolve_validity(10**12, MessageKind.TRANSACTIONAL, Settings())
+    assert exc.value.field == "validity"

@@ -281,3 +281,18 @@ async def test_the_api_key_is_not_logged(
     await client.get("/sendMtSms.php", params=params(key + "x", message="code 918273"))
     assert key.split("_", 2)[2][:10] not in caplog.text
     assert "918273" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "param", ["scheduledDeliveryTime=99999999999999999999", "validityPeriod=99999999999999999999"]
+)
+async def test_a_time_beyond_any_date_is_a_vendor_error_not_a_crash(
+    client: httpx.AsyncClient, key: str, session: Session, param: str
+) -> None:
+    # Regression (fuzz): now + that many seconds overflowed: a 500.
+    url = (
+        f"/sendMtSms.php?user=your%40email.com&apiKey={key}&to=%2B4917012345678&message=Hi&{param}"
+    )
+    answer = await client.get(url)
+    assert answer.status_code == 200 and answer.text.startswith("ERROR_"), answer.text
+    assert rows(session) == []
