@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from models.status import CampaignStatus, EventSource, MessageStatus, campaign_can_move
 from models.tables import Campaign, utcnow
-from models.transitions import move_campaign_messages
+from models.ledger import move_campaign_messages
 from producer.enqueue import Enqueuer
 from producer.errors import InvalidField
 

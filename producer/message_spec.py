@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from models.ids import new_id
 from models.sms_text import SmsText
 from models.status import EventSource, MessageKind, MessageStatus
-from models.transitions import insert_new_messages
+from models.ledger import insert_new_messages
 from producer.errors import InvalidField
 from producer.receipts import MessageReceipt
 from producer.validation import (

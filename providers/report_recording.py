@@ -50,7 +50,7 @@ from sqlalchemy.orm import Session
 
 from models.status import EventSource, MessageStatus
 from models.tables import Message, MessageEvent, OrphanReport, utcnow
-from models.transitions import moved_columns
+from models.ledger import moved_columns
 from providers.reports import DeliveryReport
 
 S = MessageStatus

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from models.status import CampaignStatus, EventSource, MessageStatus
 from models.tables import Campaign, Message
-from models.transitions import move_campaign_messages
+from models.ledger import move_campaign_messages
 
 S = MessageStatus
 PENDING = (S.ACCEPTED, S.SCHEDULED, S.QUEUED, S.SENDING)

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from models.status import CampaignStatus, EventSource, MessageStatus
 from models.tables import Campaign, Message, MessageEvent
-from models.transitions import move_campaign_messages
+from models.ledger import move_campaign_messages
 from smsq.names import QUEUE_FOR_KIND
 from worker.campaign_progress import finish_campaigns
 from worker.claims import add_events

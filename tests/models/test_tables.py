@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from models.queries import campaign_counts
 from models.status import EventSource, MessageStatus
 from models.tables import Campaign, Message, MessageEvent, Suppression
-from models.transitions import apply_status
+from models.ledger import apply_status
 
 S = MessageStatus
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from models.status import CampaignStatus, EventSource
 from models.status import MessageStatus as S
 from models.tables import Campaign, Message
-from models.transitions import apply_status
+from models.ledger import apply_status
 from producer import campaign_views
 from producer.campaign_views import (
     EventView,

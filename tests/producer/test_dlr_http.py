@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from models.status import EventSource
 from models.status import MessageStatus as S
 from models.tables import Message, MessageEvent
-from models.transitions import apply_status
+from models.ledger import apply_status
 from producer.http import create_app
 from producer.http.deps import Database
 from producer.http.redact import redact_query

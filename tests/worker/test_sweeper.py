@@ -97,7 +97,7 @@ def test_no_resend_when_the_provider_reported_anything(
     session: Session, make_message: Callable[..., Message]
 ) -> None:
     from models.status import EventSource
-    from models.transitions import apply_status
+    from models.ledger import apply_status
 
     message = make_message(status=S.SENT, updated_at=ago(400))
     # An unmappable report moved it to unknown: the provider has the message.

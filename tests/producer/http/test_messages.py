@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from models.status import EventSource
 from models.status import MessageStatus as S
 from models.tables import IdempotencyRecord, Message, MessageEvent, Suppression
-from models.transitions import apply_status
+from models.ledger import apply_status
 from producer.keys import create_key
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)

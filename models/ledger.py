@@ -1,4 +1,4 @@
-"""Applying a status change to one message, with its event.
+"""The ledger: every write of a message status — the move, its columns, its event.
 
 The rule of which moves are allowed is in ``models.status``; this module is
 the one writer of single-row changes (the worker's bulk writes use

@@ -13,7 +13,7 @@ from models.ids import new_id
 from models.status import EventSource
 from models.status import MessageStatus as S
 from models.tables import Message, MessageEvent
-from models.transitions import insert_new_messages
+from models.ledger import insert_new_messages
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
