@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from models.ledger import move_campaign_messages
 from models.status import CampaignStatus, EventSource, MessageStatus, campaign_can_move
 from models.tables import Campaign, utcnow
-from models.ledger import move_campaign_messages
 from producer.enqueue import Enqueuer
 from producer.errors import InvalidField
 

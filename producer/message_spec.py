@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from models.ids import new_id
+from models.ledger import insert_new_messages
 from models.sms_text import SmsText
 from models.status import EventSource, MessageKind, MessageStatus
-from models.ledger import insert_new_messages
 from producer.errors import InvalidField
 from producer.receipts import MessageReceipt
 from producer.validation import (

@@ -48,9 +48,9 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from models.ledger import moved_columns
 from models.status import EventSource, MessageStatus
 from models.tables import Message, MessageEvent, OrphanReport, utcnow
-from models.ledger import moved_columns
 from providers.reports import DeliveryReport
 
 S = MessageStatus

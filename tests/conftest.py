@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 import fakeredis
 import pytest
 import redis
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import make_engine, make_sessionmaker
@@ -29,6 +31,7 @@ from models.status import MessageKind
 from models.tables import Base, Campaign, Message
 from smsq import logs
 
+THIS_FILE = Path(__file__).resolve()
 REDIS_URL = os.environ.get("SMSQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get("SMSQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_SERVICES = os.environ.get("SMSQ_REQUIRE_SERVICES") == "1"
@@ -54,6 +57,87 @@ def _structured_logs_through_logging() -> Iterator[None]:
     yield
     root.removeHandler(archive)
     archive.close()
+
+
+# --- the ledger is the only writer of a message's status ----------------------
+#
+# Every SQL statement a test runs through SQLAlchemy is looked at; one that
+# writes a message's status, ``sent_at`` or ``finished_at``, or a
+# ``message_events`` row, must come from ``models/ledger/``. The innermost
+# frame of our code that issued it decides: the ledger is fine, a test setting
+# up rows is fine, anything else in our packages is a violation, kept and
+# reported after the test (not raised: a production ``except Exception`` must
+# not be able to hide it). tests/models/test_ledger_guard.py tests the guard.
+
+ROOT = Path(__file__).resolve().parent.parent
+LEDGER = ROOT / "models" / "ledger"
+PACKAGES = tuple(ROOT / name for name in ("models", "providers", "producer", "worker", "smsq"))
+TESTS = ROOT / "tests"
+
+_INSERT = re.compile(r"^\s*INSERT INTO (message_events|messages)\b", re.IGNORECASE)
+_UPDATE = re.compile(
+    r"^\s*UPDATE messages SET (?P<set>.*?)(?: WHERE |$)", re.IGNORECASE | re.DOTALL
+)
+_STATUS_COLUMN = re.compile(r"\b(status|sent_at|finished_at)\s*=", re.IGNORECASE)
+
+ledger_violations: list[str] = []
+# TEMPORARY while issue 9's branches land: writers still to move into the ledger.
+_NOT_YET_IN_THE_LEDGER = ("providers/", "producer/")
+
+
+def writes_status(statement: str) -> bool:
+    if _INSERT.match(statement):
+        return True
+    update = _UPDATE.match(statement)
+    return update is not None and _STATUS_COLUMN.search(update.group("set")) is not None
+
+
+def writer_of_statement() -> Path | None:
+    """The file of the innermost frame of ours (package or test) on the stack."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        path = Path(frame.f_code.co_filename)
+        ours = path.is_relative_to(TESTS) or any(path.is_relative_to(p) for p in PACKAGES)
+        if ours and path != THIS_FILE:
+            return path
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def _check(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    if not writes_status(statement):
+        return
+    writer = writer_of_statement()
+    if writer is None or writer.is_relative_to(LEDGER) or writer.is_relative_to(TESTS):
+        return
+    if str(writer.relative_to(ROOT)).startswith(_NOT_YET_IN_THE_LEDGER):
+        return
+    first_line = " ".join(statement.split())[:120]
+    ledger_violations.append(f"{writer.relative_to(ROOT)}: {first_line}")
+
+
+def install_ledger_guard() -> None:
+    if not event.contains(Engine, "before_cursor_execute", _check):
+        event.listen(Engine, "before_cursor_execute", _check)
+
+
+@pytest.fixture
+def ledger_guard_violations() -> list[str]:
+    """The writes the guard caught so far in this test (a test of the guard empties it)."""
+    return ledger_violations
+
+
+@pytest.fixture(autouse=True)
+def _only_the_ledger_writes_statuses() -> Iterator[None]:
+    """Fail a test whose code wrote a message status outside ``models/ledger/``."""
+    install_ledger_guard()
+    ledger_violations.clear()
+    yield
+    found = list(ledger_violations)
+    ledger_violations.clear()
+    assert not found, "status written outside models/ledger/:\n" + "\n".join(found)
 
 
 def need_service(name: str, error: BaseException) -> None:

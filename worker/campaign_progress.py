@@ -15,9 +15,9 @@ from collections.abc import Iterable, Iterator
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
+from models.ledger import move_campaign_messages
 from models.status import CampaignStatus, EventSource, MessageStatus
 from models.tables import Campaign, Message
-from models.ledger import move_campaign_messages
 
 S = MessageStatus
 PENDING = (S.ACCEPTED, S.SCHEDULED, S.QUEUED, S.SENDING)

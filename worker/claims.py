@@ -19,11 +19,12 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from models.status import CampaignStatus, EventSource, MessageStatus, sources_of
-from models.tables import Campaign, Message, MessageEvent
+from models.ledger import move_where
+from models.status import CampaignStatus, EventSource, MessageStatus
+from models.tables import Campaign, Message
 
 S = MessageStatus
 
@@ -97,15 +98,13 @@ def claim(
     if not ids:
         return []
     values: dict[str, object] = {
-        "status": S.SENDING,
         "attempts": Message.attempts + 1,
         "lease_until": now + dt.timedelta(seconds=lease),
         "lease_token": token,
-        "updated_at": now,
     }
     if resend_unknown:
+        source = S.UNKNOWN
         where: list[ColumnElement[bool]] = [
-            Message.status == S.UNKNOWN,
             Message.unknown_resends == 0,
             or_(Message.expires_at.is_(None), Message.expires_at > now),
             # A campaign counts as finished while some of its outcomes are
@@ -121,43 +120,39 @@ def claim(
         ]
         values["unknown_resends"] = Message.unknown_resends + 1
     else:
-        where = [Message.status == S.QUEUED, *_due(now)]
-    result = session.execute(
-        update(Message)
-        .where(Message.id.in_(list(ids)), *where)
-        .values(values)
-        .returning(*_CLAIMED_COLUMNS)
+        source = S.QUEUED
+        where = _due(now)
+    rows = move_where(
+        session,
+        S.SENDING,
+        where=[Message.id.in_(list(ids)), *where],
+        from_statuses=[source],
+        values=values,
+        returning=_CLAIMED_COLUMNS[1:],
+        source=EventSource.WORKER,
+        now=now,
     )
-    claimed = [Claimed(**row._asdict()) for row in result]
-    add_events(session, [c.id for c in claimed], S.SENDING, now=now, source=EventSource.WORKER)
-    return claimed
+    return [Claimed(*row) for row in rows]
 
 
 def expire_overdue(session: Session, ids: Sequence[str], *, now: dt.datetime) -> list[str]:
     """Queued messages among ``ids`` whose validity has passed become ``expired``."""
     if not ids:
         return []
-    expired = list(
-        session.scalars(
-            update(Message)
-            .where(
-                Message.id.in_(list(ids)),
-                Message.status.in_(sources_of(S.EXPIRED) & {S.QUEUED, S.SCHEDULED}),
-                and_(Message.expires_at.is_not(None), Message.expires_at <= now),
-            )
-            .values(status=S.EXPIRED, updated_at=now, finished_at=now, lease_until=None)
-            .returning(Message.id)
-        )
-    )
-    add_events(
+    rows = move_where(
         session,
-        expired,
         S.EXPIRED,
-        now=now,
+        where=[
+            Message.id.in_(list(ids)),
+            and_(Message.expires_at.is_not(None), Message.expires_at <= now),
+        ],
+        from_statuses=[S.QUEUED, S.SCHEDULED],
+        values={"lease_until": None},
         source=EventSource.WORKER,
+        now=now,
         detail="validity passed before it could be sent",
     )
-    return expired
+    return [row[0] for row in rows]
 
 
 def release(
@@ -167,64 +162,22 @@ def release(
     enough, or the provider is paused): ``sending -> queued``. Not an attempt."""
     if not ids:
         return []
-    released = list(
-        session.scalars(
-            update(Message)
-            .where(
-                Message.id.in_(list(ids)),
-                Message.status == S.SENDING,
-                Message.lease_token == token,
-            )
-            .values(
-                status=S.QUEUED,
-                attempts=Message.attempts - 1,
-                lease_until=None,
-                lease_token=None,
-                retry_at=retry_at,
-                updated_at=now,
-            )
-            .returning(Message.id)
-        )
-    )
-    add_events(
+    rows = move_where(
         session,
-        released,
         S.QUEUED,
-        now=now,
+        where=[Message.id.in_(list(ids)), Message.lease_token == token],
+        from_statuses=[S.SENDING],
+        values={
+            "attempts": Message.attempts - 1,
+            "lease_until": None,
+            "lease_token": None,
+            "retry_at": retry_at,
+        },
         source=EventSource.WORKER,
+        now=now,
         detail="released unsent: waiting for throttle tokens",
     )
-    return released
-
-
-def add_events(
-    session: Session,
-    ids: Sequence[str],
-    status: MessageStatus,
-    *,
-    now: dt.datetime,
-    source: EventSource,
-    detail: str | None = None,
-    provider_code: int | None = None,
-) -> None:
-    """One event per id, in one bulk insert."""
-    if not ids:
-        return
-    session.execute(
-        insert(MessageEvent),
-        [
-            {
-                "message_id": mid,
-                "status": status,
-                "source": source,
-                "applied": True,
-                "detail": detail,
-                "provider_code": provider_code,
-                "created_at": now,
-            }
-            for mid in ids
-        ],
-    )
+    return [row[0] for row in rows]
 
 
 def renew_lease(

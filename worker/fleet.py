@@ -29,17 +29,17 @@ from typing import Any
 
 import redis
 import structlog
-from sqlalchemy import ColumnElement, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from models.ledger import requeue_by_operator
 from models.status import (
     OPERATOR_REQUEUE_FROM,
     CampaignStatus,
-    EventSource,
     MessageStatus,
     campaign_can_move,
 )
-from models.tables import Campaign, Message, MessageEvent
+from models.tables import Campaign, Message
 from providers.report_recording import drop_old_orphans, replay_orphans
 from smsq.names import (
     QUEUE_CAMPAIGN,
@@ -448,41 +448,15 @@ def requeue(
             "messages are only sent while it runs: filter them out with --campaign or "
             "retry single messages"
         )
-    values: dict[str, Any] = {
-        "status": S.QUEUED,
-        "attempts": 0,
-        "error_code": None,
-        "error_detail": None,
-        "retry_at": None,
-        "finished_at": None,
-        "lease_until": None,
-        "lease_token": None,
-        "updated_at": now,
-    }
-    if validity is not None:
-        values["expires_at"] = now + dt.timedelta(seconds=validity)
-    moved = session.execute(
-        update(Message)
-        .where(*_conditions(flt))
-        .values(values)
-        .returning(Message.id, Message.kind, Message.campaign_id)
-    ).all()
+    moved = requeue_by_operator(
+        session,
+        where=_conditions(flt),
+        now=now,
+        detail="re-queued by an operator (smsq fleet retry)",
+        expires_at=now + dt.timedelta(seconds=validity) if validity is not None else None,
+        returning=(Message.kind, Message.campaign_id),
+    )
     campaigns = sorted({cid for _, _, cid in moved if cid is not None})
-    for start in range(0, len(moved), 10_000):
-        session.execute(
-            insert(MessageEvent),
-            [
-                {
-                    "message_id": mid,
-                    "status": S.QUEUED,
-                    "source": EventSource.OPERATOR,
-                    "applied": True,
-                    "detail": "re-queued by an operator (smsq fleet retry)",
-                    "created_at": now,
-                }
-                for mid, _, _ in moved[start : start + 10_000]
-            ],
-        )
     if campaigns and finished:
         result.reopened_campaigns = list(
             session.scalars(

@@ -11,8 +11,8 @@ Each outcome becomes one of:
 - ``failed`` with the provider's code (every other code);
 - ``unknown`` (no answer, or one we could not read: it may have been sent).
 
-Rows are updated with one executemany per kind, guarded by
-``status IN sources_of(target)`` so a delivery report that overtook the
+The rows are written by the ledger (``models.ledger.write_claimed_moves``):
+one executemany per kind, guarded so a delivery report that overtook the
 worker (``delivered`` before our ``sent``) is never overwritten.
 
 Each outcome is counted here (``smsq_messages_total``, ``smsq_retries_total``:
@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from models.status import EventSource, MessageStatus, sources_of
-from models.tables import Message, MessageEvent
+from models.ledger import RowMove, write_claimed_moves
+from models.status import MessageStatus
 from providers.base import Accepted, Outcome, Rejected
 from providers.errors import OutcomeUnknown, PermanentError, ProviderProtocolError, RetryableError
 from worker.claims import Claimed
@@ -44,7 +43,6 @@ from worker.retry_policy import RetryPolicy, Verdict
 log = structlog.get_logger("smsq.worker")
 
 S = MessageStatus
-messages: Table = Message.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,35 +83,20 @@ def record_outcomes(
     token: str,
     rng: random.Random | None = None,
 ) -> Written:
-    """Apply ``results`` to the rows and their events. The caller commits."""
+    """Decide what each result means and write it through the ledger. The caller commits."""
     written = Written()
-    changes: dict[str, tuple[Claimed, _Change]] = {}
+    moves: dict[str, RowMove] = {}
     for claimed, outcome in results:
         change = _decide(claimed, outcome, now=now, policy=policy, rng=rng, written=written)
-        changes[claimed.id] = (claimed, change)
+        moves[claimed.id] = RowMove(
+            claimed.id,
+            change.status,
+            change.values,
+            provider_code=change.code,
+            detail=change.detail,
+        )
         _observe(claimed, change)
-    current = _current_statuses(session, list(changes))
-    by_status: dict[MessageStatus, list[tuple[str, _Change]]] = {}
-    for mid, (_, change) in changes.items():
-        by_status.setdefault(change.status, []).append((mid, change))
-    events: list[dict[str, Any]] = []
-    for status, items in by_status.items():
-        _bulk_update(session, status, items, now=now, token=token)
-        allowed = sources_of(status)
-        for mid, change in items:
-            events.append(
-                {
-                    "message_id": mid,
-                    "status": status,
-                    "source": EventSource.WORKER,
-                    "applied": current.get(mid) in allowed,
-                    "provider_code": change.code,
-                    "detail": change.detail,
-                    "created_at": now,
-                }
-            )
-    if events:
-        session.execute(insert(MessageEvent), events)
+    write_claimed_moves(session, list(moves.values()), now=now, token=token)
     return written
 
 
@@ -202,61 +185,3 @@ def _observe(claimed: Claimed, change: _Change) -> None:
         status=change.status.value,
         code=change.code,
     )
-
-
-def _current_statuses(session: Session, ids: list[str]) -> dict[str, str]:
-    rows = session.execute(select(Message.id, Message.status).where(Message.id.in_(ids)))
-    return {mid: status for mid, status in rows}
-
-
-def _bulk_update(
-    session: Session,
-    status: MessageStatus,
-    items: Iterable[tuple[str, _Change]],
-    *,
-    now: dt.datetime,
-    token: str,
-) -> None:
-    """One executemany for every row moving to ``status``."""
-    rows = list(items)
-    keys = sorted({k for _, change in rows for k in change.values})
-    params = [
-        {"b_id": mid, "b_token": token, **{f"b_{k}": change.values.get(k) for k in keys}}
-        for mid, change in rows
-    ]
-    values: dict[str, Any] = {k: bindparam(f"b_{k}") for k in keys}
-    values.update(status=status, updated_at=now, lease_until=None, lease_token=None)
-    if status is S.SENT:
-        values["sent_at"] = now
-    if status in (S.FAILED, S.EXPIRED):
-        values["finished_at"] = now
-    stmt = (
-        update(messages)
-        .where(
-            messages.c.id == bindparam("b_id"),
-            # No IN (...): an expanding parameter cannot go through executemany.
-            or_(*(messages.c.status == source.value for source in sorted(sources_of(status)))),
-            # A row in 'sending' must still be this claim's: after the sweeper
-            # took it, another claim may be sending it right now.
-            or_(
-                messages.c.status != S.SENDING.value,
-                messages.c.lease_token == bindparam("b_token"),
-            ),
-        )
-        .values(values)
-    )
-    session.connection().execute(stmt, params)
-    if status is S.SENT:
-        # A report that overtook us left the row 'delivered': keep its status,
-        # but it still gets the provider's id and the time it was sent.
-        session.connection().execute(
-            update(messages)
-            .where(messages.c.id == bindparam("b_id"))
-            .values(
-                provider_message_id=func.coalesce(
-                    messages.c.provider_message_id, bindparam("b_provider_message_id")
-                ),
-                sent_at=func.coalesce(messages.c.sent_at, literal(now, messages.c.sent_at.type)),
-            ),
-            params,
-        )

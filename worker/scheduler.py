@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from models.ledger import move_where
 from models.status import CampaignStatus, EventSource, MessageStatus
 from models.tables import Campaign, Message
-from worker.claims import add_events
 
 S = MessageStatus
 
@@ -36,26 +36,18 @@ def promote_due(session: Session, *, now: dt.datetime, horizon: float) -> Promot
     """Move sends due before ``now + horizon`` out of ``scheduled``; commit."""
     limit = now + dt.timedelta(seconds=horizon)
     promoted = Promoted()
-    rows = session.execute(
-        update(Message)
-        .where(
-            Message.status == S.SCHEDULED,
-            Message.campaign_id.is_(None),
-            Message.send_at <= limit,
-        )
-        .values(status=S.QUEUED, updated_at=now)
-        .returning(Message.id, Message.kind, Message.send_at)
-    ).all()
-    for mid, kind, send_at in rows:
-        promoted.messages.setdefault((kind, send_at), []).append(mid)
-    add_events(
+    rows = move_where(
         session,
-        [r[0] for r in rows],
         S.QUEUED,
-        now=now,
+        where=[Message.campaign_id.is_(None), Message.send_at <= limit],
+        from_statuses=[S.SCHEDULED],
+        returning=(Message.kind, Message.send_at),
         source=EventSource.WORKER,
+        now=now,
         detail="promoted: due within the scheduling horizon",
     )
+    for mid, kind, send_at in rows:
+        promoted.messages.setdefault((kind, send_at), []).append(mid)
     campaigns = session.execute(
         update(Campaign)
         .where(Campaign.status == CampaignStatus.SCHEDULED, Campaign.send_at <= limit)

@@ -36,12 +36,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
+from models.ledger import move_campaign_messages, move_where
 from models.status import CampaignStatus, EventSource, MessageStatus
 from models.tables import Campaign, Message, MessageEvent
-from models.ledger import move_campaign_messages
 from smsq.names import QUEUE_FOR_KIND
 from worker.campaign_progress import finish_campaigns
-from worker.claims import add_events
 
 S = MessageStatus
 UNSENT = (S.ACCEPTED, S.SCHEDULED, S.QUEUED)
@@ -77,26 +76,18 @@ def sweep(
     stale = now - dt.timedelta(seconds=requeue_after)
 
     # 3. Expired leases: sending -> unknown.
-    lost = list(
-        session.scalars(
-            update(Message)
-            .where(Message.status == S.SENDING, Message.lease_until < now)
-            .values(
-                status=S.UNKNOWN,
-                lease_until=None,
-                lease_token=None,
-                updated_at=now,
-                error_detail="worker lost while sending (lease expired)",
-            )
-            .returning(Message.id)
-        )
-    )
-    add_events(
+    lost = move_where(
         session,
-        lost,
         S.UNKNOWN,
-        now=now,
+        where=[Message.lease_until < now],
+        from_statuses=[S.SENDING],
+        values={
+            "lease_until": None,
+            "lease_token": None,
+            "error_detail": "worker lost while sending (lease expired)",
+        },
         source=EventSource.SWEEPER,
+        now=now,
         detail="lease expired while sending: the outcome is unknown",
     )
     plan.leases_expired = len(lost)

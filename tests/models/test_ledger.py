@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.ids import new_id
+from models.ledger import insert_new_messages
 from models.status import EventSource
 from models.status import MessageStatus as S
 from models.tables import Message, MessageEvent
-from models.ledger import insert_new_messages
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from models.ledger import apply_status
 from models.queries import campaign_counts
 from models.status import EventSource, MessageStatus
 from models.tables import Campaign, Message, MessageEvent, Suppression
-from models.ledger import apply_status
 
 S = MessageStatus
 

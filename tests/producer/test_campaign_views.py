@@ -9,10 +9,10 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy.orm import Session
 
+from models.ledger import apply_status
 from models.status import CampaignStatus, EventSource
 from models.status import MessageStatus as S
 from models.tables import Campaign, Message
-from models.ledger import apply_status
 from producer import campaign_views
 from producer.campaign_views import (
     EventView,

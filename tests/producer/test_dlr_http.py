@@ -20,10 +20,10 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from models.ledger import apply_status
 from models.status import EventSource
 from models.status import MessageStatus as S
 from models.tables import Message, MessageEvent
-from models.ledger import apply_status
 from producer.http import create_app
 from producer.http.deps import Database
 from producer.http.redact import redact_query

@@ -96,8 +96,8 @@ def test_campaigns_finish_or_restart(
 def test_no_resend_when_the_provider_reported_anything(
     session: Session, make_message: Callable[..., Message]
 ) -> None:
-    from models.status import EventSource
     from models.ledger import apply_status
+    from models.status import EventSource
 
     message = make_message(status=S.SENT, updated_at=ago(400))
     # An unmappable report moved it to unknown: the provider has the message.

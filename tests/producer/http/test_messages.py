@@ -14,10 +14,10 @@ from fastapi import FastAPI
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from models.ledger import apply_status
 from models.status import EventSource
 from models.status import MessageStatus as S
 from models.tables import IdempotencyRecord, Message, MessageEvent, Suppression
-from models.ledger import apply_status
 from producer.keys import create_key
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)

@@ -1,0 +1,42 @@
+"""The ledger: every write of a message's status — the move, its columns, its event.
+
+``models.status`` says which moves are allowed; this package performs them.
+Workers, the delivery-report receiver, the sweeper, the scheduler, campaign
+control and fleet operations all call it, and nothing else in smsq writes
+``messages.status``, ``sent_at``, ``finished_at`` or a ``message_events`` row
+(``tests/test_ledger_is_the_only_writer.py`` hooks every statement of the
+test suite to hold that).
+
+- :mod:`.moves` — the rule of what a move sets (:func:`moved_columns`,
+  :func:`first_columns`) and the writers: one row (:func:`apply_status`), new
+  rows (:func:`insert_new_messages`, :func:`insert_campaign_rows`), every row
+  matching a condition (:func:`move_where`, :func:`move_campaign_messages`),
+  per-row outcomes guarded by a claim's lease (:func:`write_claimed_moves`)
+  and an operator's re-queue (:func:`requeue_by_operator`).
+"""
+
+from models.ledger.moves import (
+    RowMove,
+    apply_status,
+    first_columns,
+    insert_campaign_rows,
+    insert_new_messages,
+    move_campaign_messages,
+    move_where,
+    moved_columns,
+    requeue_by_operator,
+    write_claimed_moves,
+)
+
+__all__ = [
+    "RowMove",
+    "apply_status",
+    "first_columns",
+    "insert_campaign_rows",
+    "insert_new_messages",
+    "move_campaign_messages",
+    "move_where",
+    "moved_columns",
+    "requeue_by_operator",
+    "write_claimed_moves",
+]
