@@ -195,6 +195,20 @@ class Live:
             f"statuses {self.counts()}\n{self.log_tail()}"
         )
 
+    def settled(self, read: Callable[[], int], quiet: float, timeout: float, what: str) -> int:
+        """``read()`` once it has not changed for ``quiet`` seconds (a machine under
+        load takes longer to finish what was in flight than an idle one)."""
+        last, since = read(), time.monotonic()
+        deadline = since + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            now_value = read()
+            if now_value != last:
+                last, since = now_value, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return last
+        raise AssertionError(f"{what} still changing after {timeout} s\n{self.log_tail()}")
+
     def all_in(self, status: str, total: int, **where: Any) -> Callable[[], bool]:
         return lambda: self.counts(**where).get(status, 0) == total
 
