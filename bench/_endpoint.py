@@ -20,6 +20,7 @@ import re
 import signal
 import sys
 import time
+from typing import cast
 
 _TID = re.compile(rb"(?:^|&)transactionId=([^&]*)")
 _CLEN = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
@@ -48,8 +49,8 @@ class Endpoint(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCP transport is not registered as an asyncio.Transport subclass.
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
