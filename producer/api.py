@@ -36,7 +36,8 @@ from models.status import MessageKind, MessageStatus
 from models.tables import Message, Suppression, utcnow
 from producer import campaign_control
 from producer.campaign_control import ControlResult
-from producer.campaigns import CampaignPlan, Ingestion, Recipient, parse_template
+from producer.campaign_ingestion import CampaignPlan, Ingestion, Recipient
+from producer.campaign_templates import parse_template
 from producer.enqueue import CeleryEnqueuer, Enqueuer
 from producer.errors import InvalidField
 from producer.message_spec import MessageSpec, check_message, insert_rows
@@ -212,7 +213,7 @@ class Producer:
         horizon; ``scheduled`` (with its messages ``scheduled``, no send
         tasks: the worker's promoter starts it) when ``send_at`` is further;
         ``finished`` at once when there is nothing to send (every row
-        rejected or stop-listed). Details in :mod:`producer.campaigns`.
+        rejected or stop-listed). Details in :mod:`producer.campaign_ingestion`.
         """
         settings = self.settings
         now = self.clock()

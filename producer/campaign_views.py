@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from models.queries import campaign_counts
 from models.status import CampaignStatus, MessageStatus
 from models.tables import Campaign, Message, MessageEvent
-from producer.campaigns import implied_first_event
+from producer.campaign_history import implied_first_event
 
 S = MessageStatus
 
@@ -226,7 +226,7 @@ def message_view(
         )
     ]
     # A campaign message's first status has no stored event (ingestion speed):
-    # it is implied by the row; see producer.campaigns.implied_first_event.
+    # it is implied by the row; see producer.campaign_history.implied_first_event.
     first = implied_first_event(message, (events[0].status, events[0].source) if events else None)
     if first is not None:
         events.insert(0, EventView(*first))

@@ -1,6 +1,6 @@
 """One place for what a single message request is and becomes.
 
-``Producer.send`` (one number) and ``batch_send.send_many`` (a list) accept
+``Producer.send`` (one number) and ``single_messages.send_many`` (a list) accept
 the same fields, check them the same way and write the same rows; the
 checks, the first status and the row are defined here once.
 """
@@ -19,6 +19,7 @@ from models.sms_text import SmsText
 from models.status import EventSource, MessageKind, MessageStatus
 from producer.errors import InvalidField
 from producer.receipts import MessageReceipt
+from producer.stoplist import SUPPRESSED_DETAIL
 from producer.validation import (
     check_callback_url,
     check_idempotency,
@@ -33,7 +34,6 @@ from smsq.names import QUEUE_FOR_KIND
 from smsq.settings import Settings
 
 S = MessageStatus
-SUPPRESSED_DETAIL = "on the stop list"
 
 
 @dataclass(frozen=True, slots=True)

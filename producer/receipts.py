@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MAX_ERRORS = 100  # rejected rows reported (campaigns, stop-list imports); all are counted
+VALUE_SHOWN = 100  # characters of a rejected value kept in the report
+
 
 @dataclass(frozen=True, slots=True)
 class MessageReceipt:
@@ -34,7 +37,7 @@ class CampaignReceipt:
 
     Every row read is either ``accepted`` (it has a message row, whatever its
     fate) or ``rejected`` (no row; the reason is in ``errors`` for the first
-    :data:`producer.campaigns.MAX_ERRORS`). ``suppressed`` counts the accepted
+    :data:`MAX_ERRORS`). ``suppressed`` counts the accepted
     rows whose number is on the stop list: recorded, never sent.
     """
 

@@ -25,11 +25,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models.tables import Suppression, utcnow
-from producer.campaigns import MAX_ERRORS, VALUE_SHOWN
 from producer.csv_rows import BadRow, read_csv_rows
 from producer.errors import InvalidField
 from producer.numbers import normalize_number
-from producer.receipts import RejectedRow
+from producer.receipts import MAX_ERRORS, VALUE_SHOWN, RejectedRow
 from producer.validation import check_one_line
 
 log = structlog.get_logger("smsq.producer")
@@ -37,13 +36,15 @@ log = structlog.get_logger("smsq.producer")
 CHUNK = 1000  # numbers per INSERT (and per lookup of what is already listed)
 REASON_MAX = 200  # suppressions.reason
 LIST_LIMIT_MAX = 10_000
+# The detail of the first event of a message whose number is on the list.
+SUPPRESSED_DETAIL = "on the stop list"
 
 
 @dataclass(slots=True)
 class StoplistResult:
     """What an add or import did.
 
-    ``errors`` holds the first :data:`producer.campaigns.MAX_ERRORS` rows that
+    ``errors`` holds the first :data:`producer.receipts.MAX_ERRORS` rows that
     were not numbers (row = 1-based position in the input, header not
     counted); ``rejected`` counts them all.
     """

@@ -7,7 +7,7 @@ client, each made on first use and closed at shutdown. Each area of the API is
 a router of its own module.
 
 Around the routes, outermost first: request limits (413/415,
-:mod:`producer.http.limits`), then ``Idempotency-Key`` handling for POSTs
+:mod:`producer.http.request_shape`), then ``Idempotency-Key`` handling for POSTs
 under ``/v1/`` (:mod:`producer.http.idempotency`). Every error answer has one
 JSON shape (:mod:`producer.http.errors`).
 """
@@ -33,7 +33,7 @@ from producer.http import (
 )
 from producer.http.deps import Database
 from producer.http.idempotency import IdempotencyMiddleware
-from producer.http.limits import RequestLimits
+from producer.http.request_shape import RequestLimits
 from providers.accounts import BrandAccount
 from smsq import logs
 from smsq.settings import Settings, get_settings

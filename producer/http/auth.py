@@ -7,7 +7,7 @@ producer. Answers:
   ``WWW-Authenticate: Bearer``;
 - a revoked key: 403 ``key_revoked``;
 - over the key's rate: 429 ``rate_limited`` with ``Retry-After``
-  (:mod:`producer.http.ratelimit`).
+  (:mod:`producer.http.request_rate`).
 
 A successful check is cached for ``SMSQ_API_KEY_CACHE_SECONDS`` (default 1 s)
 per presented key, keyed by its SHA-256 (never the key itself), so the hot
@@ -33,7 +33,7 @@ from fastapi import Depends, FastAPI, Request
 
 from producer.http.deps import Database, app_redis
 from producer.http.errors import ApiError
-from producer.http.ratelimit import RateLimiter
+from producer.http.request_rate import RateLimiter
 from producer.keys import KeyState, hash_key, key_prefix, verify_key
 from smsq.settings import Settings
 

@@ -7,7 +7,7 @@ multi-tenant deployment would need a ``client_id`` on campaigns first.
 
 **Uploads are streamed.** ``multipart/form-data`` with a ``file`` part:
 Starlette spools the part to a temporary file on disk past 1 MB (the size is
-capped by ``SMSQ_MAX_UPLOAD_BYTES`` in :mod:`producer.http.limits` while it
+capped by ``SMSQ_MAX_UPLOAD_BYTES`` in :mod:`producer.http.request_shape` while it
 arrives), and the ingestion reads it back in 64 KiB chunks through
 :func:`producer.csv_rows.read_csv_rows`, so a million-row list never sits in
 memory. Ingestion blocks (database, broker), so it runs in the threadpool.

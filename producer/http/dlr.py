@@ -1,7 +1,7 @@
 """The delivery-report receiver: ``GET /dlr/brand`` and ``POST /dlr/panelsms``.
 
 Both speak the vendor's format (shared providers README) and hand the parsed
-report to the app's group commit (:mod:`producer.http.group_commit`), which
+report to the app's group commit (:mod:`producer.http.request_coalescing`), which
 records it (:func:`providers.report_recording.record_reports`) together
 with the reports arriving at the same time, in one commit, before answering.
 
@@ -39,8 +39,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from producer.http.deps import AppSettings, get_database
-from producer.http.group_commit import GroupCommit
 from producer.http.metrics import observe_report
+from producer.http.request_coalescing import GroupCommit
 from providers.accounts import BrandAccount, PanelSmsAccount
 from providers.report_recording import ReportResult, ReportToRecord, record_reports
 from providers.reports import ReportError, parse_brand_report, parse_panelsms_report

@@ -1,6 +1,6 @@
 """``/v1/messages``: send one text to one number or to a list, and look one up.
 
-A list ``to`` is all or nothing (:func:`producer.batch_send.send_many`): if
+A list ``to`` is all or nothing (:func:`producer.single_messages.send_many`): if
 any number is invalid the answer is a 422 naming it (``to[3]``) and nothing is
 written or sent. The answer to a list is a list, in the request's order.
 
@@ -19,18 +19,18 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from producer.api import Producer
-from producer.batch_send import CheckedSend, send_each, send_many
 from producer.campaign_views import message_view
 from producer.errors import InvalidField
 from producer.http.auth import CurrentClient
 from producer.http.deps import DbSession, ProducerDep
 from producer.http.errors import ApiError
-from producer.http.group_commit import GroupCommit
 from producer.http.idempotency import STATE_IDEMPOTENCY_KEY
+from producer.http.request_coalescing import GroupCommit
 from producer.http.schemas import MessageAccepted, MessageOut, SendMessage, error_responses
 from producer.message_spec import check_message
 from producer.numbers import normalize_number
 from producer.receipts import MessageReceipt
+from producer.single_messages import CheckedSend, send_each, send_many
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"])
 

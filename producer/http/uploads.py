@@ -13,7 +13,7 @@ from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
 
 from producer.errors import InvalidField
-from producer.http.limits import JSON, MULTIPART, media_type
+from producer.http.request_shape import JSON, MULTIPART, media_type
 
 __all__ = ["JSON", "MULTIPART", "csv_upload", "request_media_type"]
 

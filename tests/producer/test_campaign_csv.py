@@ -9,17 +9,14 @@ import resource
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import make_engine, make_sessionmaker
-from models.status import EventSource
 from models.tables import Campaign, Message, MessageEvent
 from producer.api import Producer
-from producer.campaigns import implied_first_event
 from producer.csv_rows import iter_file_chunks, read_csv_rows
 from producer.errors import InvalidField
 from smsq.settings import Settings
@@ -132,56 +129,6 @@ def test_an_uploaded_file_is_read_through_iter_file_chunks(
             "file", read_csv_rows(iter_file_chunks(f, size=5)), "Hi {name}!"
         )
     assert [(e.row, e.value, e.reason) for e in receipt.errors] == EXPECTED_ERRORS
-
-
-# --- the first status, implied -------------------------------------------------------
-
-
-def msg(**fields: object) -> SimpleNamespace:
-    values: dict[str, object] = {
-        "campaign_id": "c",
-        "status": "queued",
-        "send_at": None,
-        "created_at": NOW,
-    }
-    values.update(fields)
-    return SimpleNamespace(**values)
-
-
-@pytest.mark.parametrize(
-    ("message", "first", "implied"),
-    [
-        (msg(), None, "queued"),  # untouched yet
-        (msg(status="suppressed"), None, "suppressed"),
-        (msg(status="scheduled"), None, "scheduled"),
-        (msg(status="sent"), ("sending", "worker"), "queued"),
-        (msg(status="sending"), ("queued", "worker"), "scheduled"),  # a scheduled start
-        (msg(status="cancelled"), ("cancelled", "operator"), "queued"),
-        (
-            msg(status="cancelled", send_at=NOW + dt.timedelta(days=1)),
-            ("cancelled", "operator"),
-            "scheduled",
-        ),
-        (msg(status="expired"), ("expired", "worker"), "queued"),
-        (msg(), ("queued", "producer"), None),  # stored before this rule
-        (msg(campaign_id=None), None, None),  # a single message has its own event
-    ],
-)
-def test_the_first_status_of_a_campaign_message_is_implied(
-    message: SimpleNamespace, first: tuple[str, str] | None, implied: str | None
-) -> None:
-    event = implied_first_event(message, first)
-    if implied is None:
-        assert event is None
-        return
-    assert event is not None
-    assert (event.status, event.source, event.applied, event.created_at) == (
-        implied,
-        EventSource.PRODUCER,
-        True,
-        NOW,
-    )
-    assert event.detail == ("on the stop list" if implied == "suppressed" else None)
 
 
 def test_ingestion_stores_no_event_for_the_first_status(

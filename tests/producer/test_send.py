@@ -396,9 +396,9 @@ def checked(
     key: str | None = None,
     stop_list: bool = True,
 ) -> Any:
-    from producer.batch_send import CheckedSend
     from producer.message_spec import check_message
     from producer.numbers import normalize_number
+    from producer.single_messages import CheckedSend
 
     spec = check_message(
         producer.settings,
@@ -421,7 +421,7 @@ def checked(
 def test_send_each_stores_all_in_one_go_and_enqueues_one_task_per_queue(
     producer: Producer, recorder: RecordingEnqueuer, session: Session
 ) -> None:
-    from producer.batch_send import send_each
+    from producer.single_messages import send_each
 
     session.add(Suppression(number="+4915123000003"))
     session.commit()
@@ -449,7 +449,7 @@ def test_send_each_stores_all_in_one_go_and_enqueues_one_task_per_queue(
 def test_send_each_answers_a_repeated_key_with_the_first_message(
     producer: Producer, recorder: RecordingEnqueuer, session: Session
 ) -> None:
-    from producer.batch_send import send_each
+    from producer.single_messages import send_each
 
     before = send_each(producer, [checked(producer, "+4915123000001", key="order-1")])
     again = send_each(
@@ -471,7 +471,7 @@ def test_send_each_honours_each_items_own_stop_list_choice(
 ) -> None:
     # Regression (review): an item with stop_list=False was suppressed when
     # another item of the batch, checking the stop list, had the same number.
-    from producer.batch_send import send_each
+    from producer.single_messages import send_each
 
     session.add(Suppression(number="+4915123000003"))
     session.commit()

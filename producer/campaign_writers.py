@@ -11,7 +11,7 @@ Two writers of the same interface:
 
 No event row is written for a message's first status: a campaign message's
 initial ``queued``/``scheduled``/``suppressed`` is implied by the row itself
-(see ``producer.campaigns.implied_first_event``). An event per message was
+(see ``producer.campaign_history.implied_first_event``). An event per message was
 about 40 % of the database's work in ingestion.
 
 Each writer says how many rows it takes per chunk (one ``COPY`` and one
@@ -38,8 +38,6 @@ from models.status import MessageKind, MessageStatus
 from models.tables import Message, Suppression
 
 MESSAGES: Table = Message.__table__  # type: ignore[assignment]
-
-SUPPRESSED_DETAIL = "on the stop list"
 
 # One message of a chunk: id, to, text, encoding, segments, status.
 Row = tuple[str, str, str, str, int, str]

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from producer.http.app import close_app_resources, create_app
 from producer.http.auth import CurrentClient
-from producer.http.ratelimit import RateLimiter
+from producer.http.request_rate import RateLimiter
 from producer.keys import create_key
 from smsq.settings import Settings
 

@@ -1,4 +1,4 @@
-"""Body size (413, counted while streaming) and content type (415)."""
+"""The request shape: body size (413, counted while streaming) and content type (415)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Group commit: requests arriving together share one database transaction.
+"""Group commit: concurrent HTTP requests coalesced into one database transaction.
 
 A delivery-report burst or a web app's burst of single sends is thousands of
 small writes a second, one HTTP request each. Committing each costs a WAL

@@ -12,10 +12,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.tables import Campaign, Message, MessageEvent, Suppression
-from producer import bulk as producer_bulk
+from producer import campaign_writers
 from producer.api import Producer
-from producer.campaigns import FIRST_CHUNK, MAX_ERRORS, implied_first_event
+from producer.campaign_history import implied_first_event
+from producer.campaign_ingestion import FIRST_CHUNK
 from producer.errors import InvalidField
+from producer.receipts import MAX_ERRORS
 from smsq.settings import Settings
 
 NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
@@ -310,7 +312,7 @@ def test_stop_listed_numbers_are_recorded_suppressed_not_sent(
     held_in_memory: bool,
 ) -> None:
     if not held_in_memory:  # a stop list too large to hold: queried per chunk
-        monkeypatch.setattr(producer_bulk, "PRELOAD_STOP_LIST", 1)
+        monkeypatch.setattr(campaign_writers, "PRELOAD_STOP_LIST", 1)
     session.add_all([Suppression(number=number(0)), Suppression(number=number(2))])
     session.commit()
     receipt = producer.submit_campaign("stop", [number(i) for i in range(4)], "Hello")

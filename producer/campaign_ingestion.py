@@ -5,9 +5,9 @@ memory; per row there is only Python validation (the E.164 fast path of
 ``producer.numbers``, ``str.format_map``, ``models.sms_text.analyze``), no
 ORM object and no query. Every chunk of accepted rows is formatted for the
 database here and handed to a writer thread, which writes it in bulk
-(``producer.bulk``: ``COPY`` on PostgreSQL, Core ``executemany`` elsewhere)
+(``producer.campaign_writers``: ``COPY`` on PostgreSQL, Core ``executemany`` elsewhere)
 and commits while the next chunk is being read. The stop list is read once,
-before the first row (``producer.bulk.load_stop_list``; a very large one is
+before the first row (``producer.campaign_writers.load_stop_list``; a very large one is
 queried a chunk at a time instead). The first chunk is :data:`FIRST_CHUNK`
 rows, so sending starts quickly; later ones are as large as the writer
 prefers (10,000 rows for ``COPY``). Once a chunk is committed its ids are
@@ -16,7 +16,9 @@ the file is still being read. Measurements: ``docs/performance.md``.
 
 No event row is written for a campaign message's first status (an event per
 message was ~40 % of the database's work): it is implied by the row, see
-:func:`implied_first_event`, which every reader of a message's history uses.
+:func:`producer.campaign_history.implied_first_event`, which every reader of a
+message's history uses. The template each row is rendered with is
+:mod:`producer.campaign_templates`.
 
 What a row becomes:
 
@@ -28,7 +30,7 @@ What a row becomes:
   text too long once filled in, or a number already in an earlier row
   ("duplicate of row N": a number is sent once per campaign), or a CSV row
   that could not be read (a :class:`producer.csv_rows.BadRow`). The first
-  :data:`MAX_ERRORS` rejected rows are reported with their row number.
+  :data:`~producer.receipts.MAX_ERRORS` rejected rows are reported with their row number.
 
 Memory per distinct number is one dict entry (number as an int -> first row),
 about 100 bytes: ~100 MB for a million recipients.
@@ -52,107 +54,34 @@ the worker claims none of them, since a retried upload would send them twice.
 from __future__ import annotations
 
 import datetime as dt
-import string
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, cast
 
 import structlog
 from sqlalchemy import CursorResult, insert, select, update
 from sqlalchemy.orm import Session
 
-from models.sms_text import Encoding, SmsText, TextError, TextTooLong, analyze
-from models.status import CampaignStatus, EventSource, MessageStatus
+from models.sms_text import Encoding, SmsText, TextError, analyze
+from models.status import CampaignStatus, MessageStatus
 from models.tables import Campaign, Message
-from producer.bulk import SUPPRESSED_DETAIL, Row, Shared, load_stop_list, new_ids, writer_for
+from producer.campaign_templates import Template
+from producer.campaign_writers import Row, Shared, load_stop_list, new_ids, writer_for
 from producer.csv_rows import BadRow
 from producer.errors import InvalidField
 from producer.numbers import normalize_number
-from producer.receipts import CampaignReceipt, RejectedRow
+from producer.receipts import MAX_ERRORS, VALUE_SHOWN, CampaignReceipt, RejectedRow
 from producer.validation import storage_problem, text_reason
-from smsq.settings import Settings
 
 log = structlog.get_logger("smsq.producer")
 
 FIRST_CHUNK = 1000  # rows in the first bulk insert: sending starts early
 POLL_EVERY = 1000  # rows read between looks at whether the chunk in flight is in
-MAX_ERRORS = 100  # rejected rows reported in the receipt
-VALUE_SHOWN = 100  # characters of a rejected value kept in the report
 
 S = MessageStatus
 _GSM7 = Encoding.GSM7
-
-# --- templates ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Template:
-    """A campaign text with ``{name}`` fields filled from each recipient row."""
-
-    text: str
-    fields: tuple[str, ...]
-
-    def render(self, values: Mapping[str, Any]) -> str:
-        """The text for one row; KeyError(name) when a field is missing or None."""
-        for name in self.fields:
-            if values.get(name) is None:
-                raise KeyError(name)
-        return self.text.format_map(values)
-
-
-def parse_template(text: str, *, max_parts: int) -> Template:
-    """Check a template up front; only simple ``{name}`` fields are allowed.
-
-    Attribute and index access (``{a.b}``, ``{a[0]}``), positional fields
-    (``{}``, ``{0}``), conversions and format specs are refused: a template
-    comes from a user, and ``str.format`` would otherwise walk attributes of
-    the row objects. ``{{`` and ``}}`` are literal braces. A text too long
-    even with every field empty is refused here instead of on every row.
-    """
-    if not isinstance(text, str):
-        raise InvalidField("text", f"must be a string, not {type(text).__name__}")
-    problem = storage_problem(text)
-    if problem is not None:
-        raise InvalidField("text", problem)
-    fields: dict[str, None] = {}
-    try:
-        parsed = list(string.Formatter().parse(text))
-    except ValueError as exc:
-        raise InvalidField(
-            "text", f"not a valid template: {exc} (write {{{{ and }}}} for a literal brace)"
-        ) from None
-    for _literal, name, spec, conversion in parsed:
-        if name is None:
-            continue
-        if not name or name.isdigit():
-            raise InvalidField("text", "positional field {} not allowed: name it, e.g. {name}")
-        if not name.isidentifier():
-            raise InvalidField(
-                "text",
-                f"template field {{{name}}} is not a simple name "
-                "(attribute and index access are not allowed)",
-            )
-        if spec or conversion:
-            raise InvalidField(
-                "text",
-                f"template field {{{name}}}: only {{{name}}} is allowed, no format or !conversion",
-            )
-        fields[name] = None
-    template = Template(text, tuple(fields))
-    skeleton = template.text.format_map(dict.fromkeys(template.fields, ""))
-    try:
-        analyze(skeleton, max_parts=max_parts)
-    except TextTooLong as exc:
-        raise InvalidField("text", text_reason(exc)) from exc
-    except TextError:
-        if not template.fields:  # empty text, nothing to fill in
-            raise InvalidField("text", "must not be empty") from None
-    return template
-
-
-# --- the ingestion -----------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -535,81 +464,3 @@ class Ingestion:
             suppressed=self.suppressed,
             status=current or final.value,
         )
-
-
-# --- a campaign message's history ------------------------------------------------
-
-DEFAULT_SCHEDULE_HORIZON: float = Settings.model_fields["schedule_horizon"].default
-
-
-class ImpliedEvent(NamedTuple):
-    """A history entry that is not stored; the fields of a ``message_events`` row."""
-
-    status: str
-    source: str
-    applied: bool
-    provider_code: int | None
-    detail: str | None
-    created_at: dt.datetime
-
-
-class IngestedMessage(Protocol):
-    """What :func:`implied_first_event` reads of a message (ORM row or a Row)."""
-
-    @property
-    def campaign_id(self) -> str | None: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def send_at(self) -> dt.datetime | None: ...
-    @property
-    def created_at(self) -> dt.datetime: ...
-
-
-def implied_first_event(
-    message: IngestedMessage,
-    first_recorded: tuple[str, str] | None,
-    *,
-    schedule_horizon: float = DEFAULT_SCHEDULE_HORIZON,
-) -> ImpliedEvent | None:
-    """The first entry of a campaign message's history, which is not stored.
-
-    Ingestion writes no event for a campaign message's first status (one
-    event per row was ~40 % of a million-row upload's database work). Every
-    later change has its event, so the first status follows from the row and
-    from ``first_recorded``, the (status, source) of the message's earliest
-    stored event (None: it has none):
-
-    - no stored event: the message is still in its first status;
-    - the earliest is the worker's ``queued``: the campaign was scheduled and
-      started (a retry's ``queued`` only ever follows ``sending``);
-    - the earliest is ``sending`` (or a report): it was ``queued``;
-    - the earliest is ``cancelled`` or ``expired`` before any send: it was
-      ``scheduled`` when its ``send_at`` lay beyond the scheduling horizon at
-      ingestion, else ``queued``;
-    - the earliest is the producer's: written before this rule (or a single
-      message): nothing is implied.
-
-    Readers of a history prepend the result (when not None) to the stored
-    events; its time is the message's ``created_at``, its source the producer.
-    """
-    if message.campaign_id is None:
-        return None
-    if first_recorded is None:
-        status = message.status
-    else:
-        first_status, first_source = first_recorded
-        if first_source == EventSource.PRODUCER:
-            return None
-        started = first_status == S.QUEUED and first_source == EventSource.WORKER
-        ended_waiting = first_status in (S.CANCELLED, S.EXPIRED) and _was_scheduled(
-            message, schedule_horizon
-        )
-        status = S.SCHEDULED.value if started or ended_waiting else S.QUEUED.value
-    detail = SUPPRESSED_DETAIL if status == S.SUPPRESSED else None
-    return ImpliedEvent(status, EventSource.PRODUCER.value, True, None, detail, message.created_at)
-
-
-def _was_scheduled(message: IngestedMessage, horizon: float) -> bool:
-    send_at = message.send_at
-    return send_at is not None and (send_at - message.created_at).total_seconds() > horizon

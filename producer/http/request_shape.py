@@ -1,4 +1,5 @@
-"""Request limits: body size (413), content type (415), no NUL in the URL (400).
+"""The shape a request may have (its rate is :mod:`producer.http.request_rate`):
+body size (413), content type (415), no NUL in the URL (400).
 
 An ASGI middleware, so a chunked body is counted while it streams and a huge
 upload is cut off without being held in memory:

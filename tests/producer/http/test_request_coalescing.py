@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.status import MessageStatus as S
 from models.tables import Message
-from producer.http.group_commit import GroupCommit
+from producer.http.request_coalescing import GroupCommit
 from providers.report_recording import ReportResult, ReportToRecord, record_reports
 from providers.reports import parse_panelsms_report
 

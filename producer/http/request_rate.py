@@ -1,4 +1,5 @@
-"""Per-API-key request rate limit, counted in Redis.
+"""How often a client may call: a per-API-key request rate limit, counted in
+Redis (what a request may look like is :mod:`producer.http.request_shape`).
 
 Fixed one-second windows: each request does ``INCR`` + ``EXPIRE`` on
 ``smsq:api-rate:<client id>:<unix second>`` in one pipeline (one round
