@@ -26,22 +26,22 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 
 import structlog
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import make_engine, make_sessionmaker
 from models.ids import new_id
-from models.status import MessageKind, MessageStatus
-from models.tables import Message, Suppression, utcnow
-from producer import campaign_control
+from models.status import MessageKind
+from models.tables import utcnow
+from producer import campaign_control, single_messages
 from producer.campaign_control import ControlResult
 from producer.campaign_ingestion import CampaignPlan, Ingestion, Recipient
 from producer.campaign_templates import parse_template
 from producer.enqueue import CeleryEnqueuer, Enqueuer
 from producer.errors import InvalidField
-from producer.message_spec import MessageSpec, check_message, insert_rows
+from producer.message_spec import MessageSpec, check_message
 from producer.receipts import CampaignReceipt, MessageReceipt
+from producer.single_messages import CheckedSend
 from producer.validation import (
     check_one_line,
     check_sender,
@@ -55,7 +55,6 @@ from smsq.settings import Settings, get_settings
 
 log = structlog.get_logger("smsq.producer")
 
-S = MessageStatus
 CAMPAIGN_NAME_MAX = 200  # campaigns.name
 
 
@@ -161,30 +160,9 @@ class Producer:
         self, number: str, spec: MessageSpec, idempotency_key: str | None = None
     ) -> MessageReceipt:
         """Store and enqueue one message whose number and fields are checked
-        (``normalize_number`` and :func:`~producer.message_spec.check_message`)."""
-        client_id = spec.client_id
-        with self.sessions() as session:
-            if idempotency_key is not None:
-                existing = _find_idempotent(session, client_id, idempotency_key)
-                if existing is not None:
-                    return existing
-            suppressed = spec.stop_list and session.get(Suppression, number) is not None
-            row = spec.row(number, suppressed=suppressed, idempotency_key=idempotency_key)
-            try:
-                insert_rows(session, [row], spec.now)
-                session.commit()
-            except IntegrityError:
-                # A concurrent call with the same key won the race.
-                session.rollback()
-                if idempotency_key is None:
-                    raise
-                existing = _find_idempotent(session, client_id, idempotency_key)
-                if existing is None:
-                    raise
-                return existing
-        if row["status"] == S.QUEUED:
-            self.enqueue([row["id"]], queue=spec.queue, eta=spec.send_at)
-        return spec.receipt(row)
+        (``normalize_number`` and :func:`~producer.message_spec.check_message`),
+        on the one path of every single message (:mod:`producer.single_messages`)."""
+        return single_messages.send_one(self, CheckedSend(number, spec, idempotency_key))
 
     # --- a campaign ----------------------------------------------------------
 
@@ -279,15 +257,6 @@ class Producer:
                 error=f"{type(exc).__name__}: {exc}",
             )
         return False
-
-
-def _find_idempotent(session: Session, client_id: str, key: str) -> MessageReceipt | None:
-    row = session.execute(
-        select(Message.id, Message.status, Message.encoding, Message.segments).where(
-            Message.client_id == client_id, Message.idempotency_key == key
-        )
-    ).first()
-    return None if row is None else MessageReceipt(row.id, row.status, row.encoding, row.segments)
 
 
 # --- the process-wide default ------------------------------------------------

@@ -2,7 +2,8 @@
 
 ``Producer.send`` (one number) and ``single_messages.send_many`` (a list) accept
 the same fields, check them the same way and write the same rows; the
-checks, the first status and the row are defined here once.
+checks, the first status and the row are defined here once (and stored by
+the one path of :mod:`producer.single_messages`).
 """
 
 from __future__ import annotations
