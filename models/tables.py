@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -132,6 +133,13 @@ class Message(Base):
     client_id: Mapped[str] = mapped_column(String(64), default="")
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     send_at: Mapped[dt.datetime | None]
+    # The producer's decision when it stored the message: send_at lay beyond
+    # SMSQ_SCHEDULE_HORIZON, so it waited as 'scheduled' for the promoter
+    # (else it was enqueued, with an ETA when send_at was near). A campaign
+    # message has no event of its first status; its history reads this
+    # (producer.campaign_history) instead of re-deriving it from a horizon
+    # that may have changed since.
+    was_scheduled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     expires_at: Mapped[dt.datetime | None]
     lease_until: Mapped[dt.datetime | None]  # a row in 'sending' is owned until then
     lease_token: Mapped[str | None] = mapped_column(String(32))  # which claim owns it

@@ -13,11 +13,8 @@ from typing import NamedTuple, Protocol
 
 from models.status import EventSource, MessageStatus
 from producer.stoplist import SUPPRESSED_DETAIL
-from smsq.settings import Settings
 
 S = MessageStatus
-
-DEFAULT_SCHEDULE_HORIZON: float = Settings.model_fields["schedule_horizon"].default
 
 
 class ImpliedEvent(NamedTuple):
@@ -39,16 +36,13 @@ class IngestedMessage(Protocol):
     @property
     def status(self) -> str: ...
     @property
-    def send_at(self) -> dt.datetime | None: ...
+    def was_scheduled(self) -> bool: ...
     @property
     def created_at(self) -> dt.datetime: ...
 
 
 def implied_first_event(
-    message: IngestedMessage,
-    first_recorded: tuple[str, str] | None,
-    *,
-    schedule_horizon: float = DEFAULT_SCHEDULE_HORIZON,
+    message: IngestedMessage, first_recorded: tuple[str, str] | None
 ) -> ImpliedEvent | None:
     """The first entry of a campaign message's history, which is not stored.
 
@@ -59,14 +53,11 @@ def implied_first_event(
     stored event (None: it has none):
 
     - no stored event: the message is still in its first status;
-    - the earliest is the worker's ``queued``: the campaign was scheduled and
-      started (a retry's ``queued`` only ever follows ``sending``);
-    - the earliest is ``sending`` (or a report): it was ``queued``;
-    - the earliest is ``cancelled`` or ``expired`` before any send: it was
-      ``scheduled`` when its ``send_at`` lay beyond the scheduling horizon at
-      ingestion, else ``queued``;
     - the earliest is the producer's: written before this rule (or a single
-      message): nothing is implied.
+      message): nothing is implied;
+    - any other: it was ``scheduled`` when ingestion decided so (the row's
+      ``was_scheduled``: its ``send_at`` lay beyond the scheduling horizon
+      configured then), else ``queued``.
 
     Readers of a history prepend the result (when not None) to the stored
     events; its time is the message's ``created_at``, its source the producer.
@@ -79,15 +70,10 @@ def implied_first_event(
         first_status, first_source = first_recorded
         if first_source == EventSource.PRODUCER:
             return None
+        # The worker's 'queued' first is a scheduled campaign's start (a
+        # retry's 'queued' only ever follows 'sending'): it says so even for
+        # a row stored before was_scheduled was (backfilled with a guess).
         started = first_status == S.QUEUED and first_source == EventSource.WORKER
-        ended_waiting = first_status in (S.CANCELLED, S.EXPIRED) and _was_scheduled(
-            message, schedule_horizon
-        )
-        status = S.SCHEDULED.value if started or ended_waiting else S.QUEUED.value
+        status = S.SCHEDULED.value if started or message.was_scheduled else S.QUEUED.value
     detail = SUPPRESSED_DETAIL if status == S.SUPPRESSED else None
     return ImpliedEvent(status, EventSource.PRODUCER.value, True, None, detail, message.created_at)
-
-
-def _was_scheduled(message: IngestedMessage, horizon: float) -> bool:
-    send_at = message.send_at
-    return send_at is not None and (send_at - message.created_at).total_seconds() > horizon

@@ -167,6 +167,7 @@ class Ingestion:
                 provider=plan.provider,
                 sender=plan.sender,
                 send_at=plan.send_at,
+                scheduled=plan.scheduled,
                 expires_at=plan.expires_at,
                 now=plan.now,
             ),

@@ -56,6 +56,7 @@ _SHARED_COLUMNS = (
     "flash",
     "client_id",
     "send_at",
+    "was_scheduled",
     "expires_at",
     "parts_sent",
     "unknown_resends",
@@ -72,6 +73,7 @@ class Shared:
     provider: str
     sender: str | None
     send_at: dt.datetime | None
+    scheduled: bool  # send_at beyond the scheduling horizon: stored as was_scheduled
     expires_at: dt.datetime
     now: dt.datetime
 
@@ -86,6 +88,7 @@ class Shared:
             "flash": False,
             "client_id": "",
             "send_at": self.send_at,
+            "was_scheduled": self.scheduled,
             "expires_at": self.expires_at,
             "parts_sent": 0,
             "unknown_resends": 0,

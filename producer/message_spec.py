@@ -83,6 +83,7 @@ class MessageSpec:
             "client_id": self.client_id,
             "idempotency_key": idempotency_key,
             "send_at": self.send_at,
+            "was_scheduled": self.scheduled,
             "expires_at": self.expires_at,
             "created_at": self.now,
             "updated_at": self.now,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from alembic import command
+import datetime as dt
 
+from alembic import command
+from sqlalchemy import MetaData, Table, insert, text
+
+from models.db import make_engine
 from models.migrate import alembic_config, downgrade, upgrade
 
 
@@ -13,3 +17,59 @@ def test_migrations_match_models_and_go_down_and_up(db_url: str) -> None:
     downgrade(db_url, "base")
     upgrade(db_url)
     command.check(alembic_config(db_url))
+
+
+def test_0006_backfills_was_scheduled_with_the_old_default_horizon(db_url: str) -> None:
+    # Rows from before 0006: their history was read with the default horizon
+    # (120 s), so the backfill decides as that reader did.
+    downgrade(db_url, "0005")
+    engine = make_engine(db_url)
+    created = dt.datetime(2026, 3, 1, 12, 0)  # naive UTC, as stored
+    meta = MetaData()
+    campaigns = Table("campaigns", meta, autoload_with=engine)
+    messages = Table("messages", meta, autoload_with=engine)
+    ahead = {"far": 121, "near": 120, "now": None}
+    with engine.begin() as conn:
+        conn.execute(
+            insert(campaigns).values(
+                id="c",
+                name="c",
+                text="Hi",
+                provider="p",
+                status="running",
+                accepted=3,
+                rejected=0,
+                created_at=created,
+            )
+        )
+        for n, (name, seconds) in enumerate([*ahead.items(), ("single", 600)]):
+            conn.execute(
+                insert(messages).values(
+                    id=name,
+                    to=f"+491701234567{n}",
+                    text="Hi",
+                    kind="campaign",
+                    provider="p",
+                    campaign_id=None if name == "single" else "c",
+                    status="queued",
+                    encoding="gsm7",
+                    segments=1,
+                    attempts=0,
+                    stop_list=True,
+                    flash=False,
+                    client_id=name,
+                    created_at=created,
+                    updated_at=created,
+                    send_at=None if seconds is None else created + dt.timedelta(seconds=seconds),
+                )
+            )
+    upgrade(db_url)
+    with engine.connect() as conn:
+        decided = dict(conn.execute(text("SELECT id, was_scheduled FROM messages")).all())
+    engine.dispose()
+    assert {mid: bool(v) for mid, v in decided.items()} == {
+        "far": True,
+        "near": False,
+        "now": False,
+        "single": False,  # a single message's history has its first event
+    }

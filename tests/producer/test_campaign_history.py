@@ -17,7 +17,7 @@ def msg(**fields: object) -> SimpleNamespace:
     values: dict[str, object] = {
         "campaign_id": "c",
         "status": "queued",
-        "send_at": None,
+        "was_scheduled": False,
         "created_at": NOW,
     }
     values.update(fields)
@@ -34,10 +34,11 @@ def msg(**fields: object) -> SimpleNamespace:
         (msg(status="sending"), ("queued", "worker"), "scheduled"),  # a scheduled start
         (msg(status="cancelled"), ("cancelled", "operator"), "queued"),
         (
-            msg(status="cancelled", send_at=NOW + dt.timedelta(days=1)),
+            msg(status="cancelled", was_scheduled=True),
             ("cancelled", "operator"),
             "scheduled",
         ),
+        (msg(status="expired", was_scheduled=True), ("expired", "worker"), "scheduled"),
         (msg(status="expired"), ("expired", "worker"), "queued"),
         (msg(), ("queued", "producer"), None),  # stored before this rule
         (msg(campaign_id=None), None, None),  # a single message has its own event

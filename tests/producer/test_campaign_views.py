@@ -7,13 +7,15 @@ import datetime as dt
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from models.ledger import apply_status
 from models.status import CampaignStatus, EventSource
 from models.status import MessageStatus as S
 from models.tables import Campaign, Message
 from producer import campaign_views
+from producer.api import Producer
 from producer.campaign_views import (
     EventView,
     ReportRow,
@@ -21,6 +23,7 @@ from producer.campaign_views import (
     message_view,
     report_rows,
 )
+from smsq.settings import Settings
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 MakeMessage = Callable[..., Message]
@@ -118,6 +121,40 @@ def test_a_campaign_message_view_starts_with_its_implied_first_status(
     assert [(e.status, e.source) for e in view.events] == [
         ("queued", "producer"),
         ("sending", "worker"),
+    ]
+
+
+class NoBroker:
+    def send_messages(self, ids: list[str], *, queue: str, eta: dt.datetime | None = None) -> bool:
+        return True
+
+    def start_campaign(self, campaign_id: str, *, eta: dt.datetime | None = None) -> bool:
+        return True
+
+
+def test_a_campaign_message_history_follows_the_configured_horizon(
+    db_url: str, sessions: sessionmaker[Session], session: Session
+) -> None:
+    # Regression: the history was re-derived with the default horizon (120 s),
+    # so with SMSQ_SCHEDULE_HORIZON=5 (the demo's) a message sent 30 s ahead,
+    # stored 'scheduled' and then cancelled, showed 'queued' as its first status.
+    settings = Settings(database_url=db_url, schedule_horizon=5)
+    producer = Producer(settings, sessions, NoBroker(), clock=lambda: NOW)
+    receipt = producer.submit_campaign(
+        "soon", ["+4917012345678"], "Hi", send_at=NOW + dt.timedelta(seconds=30)
+    )
+    assert receipt.status == "scheduled"
+    producer.cancel_campaign(receipt.campaign_id)
+    message_id = session.scalars(
+        select(Message.id).where(Message.campaign_id == receipt.campaign_id)
+    ).one()
+
+    view = message_view(session, message_id)
+
+    assert view is not None
+    assert [(e.status, e.source) for e in view.events] == [
+        ("scheduled", "producer"),
+        ("cancelled", "operator"),
     ]
 
 
