@@ -58,15 +58,16 @@ from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import structlog
-from sqlalchemy import CursorResult, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from models.ledger import settle_first_status
 from models.sms_text import Encoding, SmsText, TextError, analyze
 from models.status import CampaignStatus, MessageStatus
-from models.tables import Campaign, Message
+from models.tables import Campaign
 from producer.campaign_templates import Template
 from producer.campaign_writers import Row, Shared, load_stop_list, new_ids, writer_for
 from producer.csv_rows import BadRow
@@ -431,16 +432,8 @@ class Ingestion:
                 # Like every campaign message, without an event (implied).
                 # Only from 'accepted': an operator may have cancelled it.
                 held_id, held_status = self.held
-                moved = session.execute(
-                    update(Message)
-                    .where(Message.id == held_id, Message.status == S.ACCEPTED.value)
-                    .values(
-                        status=held_status.value,
-                        updated_at=plan.now,
-                        finished_at=plan.now if held_status is S.SUPPRESSED else None,
-                    )
-                )
-                if cast("CursorResult[Any]", moved).rowcount and held_status is S.QUEUED:
+                moved = settle_first_status(session, held_id, held_status, now=plan.now)
+                if moved and held_status is S.QUEUED:
                     self.to_enqueue.append(held_id)
             campaign = update(Campaign).where(Campaign.id == plan.campaign_id)
             session.execute(campaign.values(accepted=self.accepted, rejected=self.rejected))

@@ -30,10 +30,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import String, Table, any_, insert, literal, select
+from sqlalchemy import String, Table, any_, literal, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from models.ledger import copy_campaign_rows, first_columns, insert_campaign_rows
 from models.status import MessageKind, MessageStatus
 from models.tables import Message, Suppression
 
@@ -42,7 +43,20 @@ MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 # One message of a chunk: id, to, text, encoding, segments, status.
 Row = tuple[str, str, str, str, int, str]
 
-_SUPPRESSED = MessageStatus.SUPPRESSED.value  # the one final status written here
+# The first statuses a campaign message is written with (``accepted``: the
+# held first message, see producer.campaign_ingestion).
+_FIRST_STATUSES = (
+    MessageStatus.ACCEPTED,
+    MessageStatus.QUEUED,
+    MessageStatus.SCHEDULED,
+    MessageStatus.SUPPRESSED,
+)
+
+
+def _first_columns(now: dt.datetime) -> dict[str, dict[str, Any]]:
+    """The ledger's status columns of each first status, looked up per row."""
+    return {status.value: first_columns(status, now) for status in _FIRST_STATUSES}
+
 
 # Per-row columns first, then the ones every message of the campaign shares.
 _ROW_COLUMNS = ("id", "to", "text", "encoding", "segments", "status", "finished_at")
@@ -157,7 +171,7 @@ class CoreWriter:
         return set(session.scalars(query))
 
     def prepare(self, rows: list[Row]) -> list[dict[str, Any]]:
-        now, shared = self.now, self.shared
+        shared, first = self.shared, _first_columns(self.now)
         return [
             dict(
                 shared,
@@ -166,14 +180,13 @@ class CoreWriter:
                 text=text,
                 encoding=encoding,
                 segments=segments,
-                status=status,
-                finished_at=now if status == _SUPPRESSED else None,
+                **first[status],
             )
             for mid, to, text, encoding, segments, status in rows
         ]
 
     def write(self, session: Session, prepared: list[dict[str, Any]]) -> None:
-        session.execute(insert(MESSAGES), prepared)
+        insert_campaign_rows(session, prepared)
 
 
 class CopyWriter:
@@ -184,7 +197,10 @@ class CopyWriter:
     def __init__(self, shared: Shared) -> None:
         values = shared.values()
         self._shared = "\t".join(_copy_value(values[c]) for c in _SHARED_COLUMNS)
-        self._now = _copy_value(shared.now)
+        self._finished_at = {
+            status: _copy_value(columns["finished_at"])
+            for status, columns in _first_columns(shared.now).items()
+        }
         self._messages_sql = _copy_sql(MESSAGES, (*_ROW_COLUMNS, *_SHARED_COLUMNS))
 
     def stop_listed(self, session: Session, numbers: list[str]) -> set[str]:
@@ -196,20 +212,17 @@ class CopyWriter:
         return set(session.scalars(query))
 
     def prepare(self, rows: list[Row]) -> str:
-        esc, shared, now = _COPY_ESCAPES, self._shared, self._now
+        esc, shared, finished_at = _COPY_ESCAPES, self._shared, self._finished_at
         return "".join(
             [
                 f"{mid}\t{to}\t{text.translate(esc)}\t{encoding}\t{segments}\t{status}\t"
-                f"{now if status == _SUPPRESSED else NULL}\t{shared}\n"
+                f"{finished_at[status]}\t{shared}\n"
                 for mid, to, text, encoding, segments, status in rows
             ]
         )
 
     def write(self, session: Session, prepared: str) -> None:
-        raw = session.connection().connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cursor, cursor.copy(self._messages_sql) as copy:
-            copy.write(prepared)
+        copy_campaign_rows(session, self._messages_sql, prepared)
 
 
 # --- ids ------------------------------------------------------------------------

@@ -9,7 +9,9 @@ test suite to hold that).
 
 - :mod:`.moves` — the rule of what a move sets (:func:`moved_columns`,
   :func:`first_columns`) and the writers: one row (:func:`apply_status`), new
-  rows (:func:`insert_new_messages`, :func:`insert_campaign_rows`), every row
+  rows (:func:`insert_new_messages`; campaign rows without events:
+  :func:`insert_campaign_rows`, :func:`copy_campaign_rows`,
+  :func:`settle_first_status`), every row
   matching a condition (:func:`move_where`, :func:`move_campaign_messages`),
   per-row outcomes guarded by a claim's lease (:func:`write_claimed_moves`)
   and an operator's re-queue (:func:`requeue_by_operator`).
@@ -18,6 +20,7 @@ test suite to hold that).
 from models.ledger.moves import (
     RowMove,
     apply_status,
+    copy_campaign_rows,
     first_columns,
     insert_campaign_rows,
     insert_new_messages,
@@ -25,12 +28,14 @@ from models.ledger.moves import (
     move_where,
     moved_columns,
     requeue_by_operator,
+    settle_first_status,
     write_claimed_moves,
 )
 
 __all__ = [
     "RowMove",
     "apply_status",
+    "copy_campaign_rows",
     "first_columns",
     "insert_campaign_rows",
     "insert_new_messages",
@@ -38,5 +43,6 @@ __all__ = [
     "move_where",
     "moved_columns",
     "requeue_by_operator",
+    "settle_first_status",
     "write_claimed_moves",
 ]

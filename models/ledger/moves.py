@@ -69,8 +69,9 @@ def moved_columns(
 
 
 def first_columns(status: MessageStatus, now: dt.datetime) -> dict[str, Any]:
-    """The status columns of a new message that starts at ``status``."""
-    if not can_move(S.ACCEPTED, status):
+    """The status columns of a new message that starts at ``status`` (``accepted``
+    itself, or where an accepted message may go)."""
+    if status is not S.ACCEPTED and not can_move(S.ACCEPTED, status):
         raise ValueError(f"a new message cannot start as {status}")
     return {"status": status, "finished_at": now if is_final(status) else None}
 
@@ -193,12 +194,35 @@ def insert_new_messages(
 def insert_campaign_rows(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert campaign messages without events (their first status is implied).
 
-    Each row carries its ``status`` and ``finished_at`` from
-    :func:`first_columns`; the COPY writer on PostgreSQL formats the same
-    columns from it.
+    Each row carries its ``status`` and ``finished_at`` from :func:`first_columns`.
     """
     if rows:
         session.execute(insert(MESSAGES), list(rows))
+
+
+def copy_campaign_rows(session: Session, copy_sql: str, text: str) -> None:
+    """The same as :func:`insert_campaign_rows` by PostgreSQL ``COPY ... FROM STDIN``
+    (psycopg 3), in the session's transaction: ``text`` is rows in COPY text
+    format whose status columns come from :func:`first_columns`."""
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
+        copy.write(text)
+
+
+def settle_first_status(
+    session: Session, message_id: str, to: MessageStatus, *, now: dt.datetime
+) -> bool:
+    """Move a campaign message held ``accepted`` to its first status, without an
+    event (implied, as for every campaign message); only from ``accepted``, so
+    an operator's cancel in between wins. True when it moved."""
+    moved = session.execute(
+        update(MESSAGES)
+        .where(MESSAGES.c.id == message_id, MESSAGES.c.status == S.ACCEPTED.value)
+        .values({**first_columns(to, now), "updated_at": now})
+        .returning(MESSAGES.c.id)
+    ).first()
+    return moved is not None
 
 
 # --- every row matching a condition ---------------------------------------------------
