@@ -41,15 +41,19 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from producer.http.deps import AppSettings, get_database
 from producer.http.group_commit import GroupCommit
 from producer.http.metrics import observe_report
-from providers.accounts import BrandAccount, PanelSmsAccount
+from providers.brand.account import BrandAccount
+from providers.brand.protocol import CallbackField
+from providers.brand.reports import parse_report as parse_brand_report
+from providers.panelsms.account import PanelSmsAccount
+from providers.panelsms.reports import parse_report as parse_panelsms_report
+from providers.report_parsing import ReportError
 from providers.report_recording import ReportResult, ReportToRecord, record_reports
-from providers.reports import ReportError, parse_brand_report, parse_panelsms_report
 from smsq.settings import Settings
 
 router = APIRouter(prefix="/dlr", tags=["delivery reports"])
 log = structlog.get_logger("smsq.dlr")
 
-BRAND_KEY_PARAM = "key"
+BRAND_KEY_PARAM = CallbackField.KEY
 
 
 ReportBatcher = GroupCommit[ReportToRecord, ReportResult]

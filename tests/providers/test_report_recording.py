@@ -12,16 +12,18 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from models.db import make_sessionmaker
+from models.reports import DeliveryReport
 from models.status import EventSource
 from models.status import MessageStatus as S
 from models.tables import Message, MessageEvent, OrphanReport
+from providers.brand.reports import parse_report as parse_brand_report
+from providers.panelsms.reports import parse_report as parse_panelsms_report
 from providers.report_recording import (
     ReportResult,
     ReportToRecord,
     record_report,
     record_reports,
 )
-from providers.reports import DeliveryReport, parse_brand_report, parse_panelsms_report
 
 MakeMessage = Callable[..., Message]
 
@@ -228,8 +230,8 @@ def test_a_brand_report_that_overtakes_the_worker_waits_and_is_applied(
     session: Session, make_message: Callable[..., Message]
 ) -> None:
     from models.tables import OrphanReport
+    from providers.brand.reports import parse_report as parse_brand_report
     from providers.report_recording import replay_orphans
-    from providers.reports import parse_brand_report
 
     message = make_message(provider="brand", status=S.SENDING)
     report = parse_brand_report({"smsID": "sms-77", "statusID": "1", "number": "4915550000000"})
@@ -249,8 +251,8 @@ def test_a_brand_report_that_overtakes_the_worker_waits_and_is_applied(
 
 
 def test_orphans_nobody_claims_are_dropped_after_a_while(session: Session) -> None:
+    from providers.brand.reports import parse_report as parse_brand_report
     from providers.report_recording import drop_old_orphans, replay_orphans
-    from providers.reports import parse_brand_report
 
     report = parse_brand_report({"smsID": "never", "statusID": "1"})
     record_report(session, report, raw={})

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.status import MessageStatus as S
 from models.tables import Message
 from producer.http.group_commit import GroupCommit
+from providers.panelsms.reports import parse_report as parse_panelsms_report
 from providers.report_recording import ReportResult, ReportToRecord, record_reports
-from providers.reports import parse_panelsms_report
 
 
 def item(message_id: str, raw: Any = None) -> ReportToRecord:
