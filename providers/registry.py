@@ -7,10 +7,14 @@ the providers file, the adapters and report texts all read this list.
 
 from __future__ import annotations
 
-from providers.base import Adapter
+from typing import TYPE_CHECKING
+
 from providers.brand.vendor import BRAND
 from providers.panelsms.vendor import PANELSMS
 from providers.vendor import AccountBase, AdapterOptions, AnyVendor
+
+if TYPE_CHECKING:
+    from providers.base import Adapter
 
 VENDORS: dict[str, AnyVendor] = {
     vendor.name: vendor

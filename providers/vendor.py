@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
-from providers.base import Adapter
+if TYPE_CHECKING:
+    from providers.base import Adapter
 
 
 class AccountBase(BaseModel):
