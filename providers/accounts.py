@@ -1,53 +1,35 @@
 """Provider accounts: one table of the providers file each.
 
-An account names an adapter (``panelsms`` or ``brand``), where it lives, its
-credentials (``SecretStr``: never shown in logs, reprs or errors) and the
+An account names its vendor (``adapter``: a name in
+:data:`providers.registry.VENDORS`), where it lives, its credentials and the
 throttle it is allowed (``rate`` segments per second, ``burst`` capacity).
+What every account has is :class:`~providers.vendor.AccountBase`; each
+vendor's own fields are in ``providers/<vendor>/account.py``.
+
+:data:`ProviderAccount` reads any table: a union of the vendors' accounts told
+apart by ``adapter``, built from the registry so a new vendor needs no line
+here. For the type checker it is the common base (narrow with ``isinstance``).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, TypeAlias, Union
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
+from pydantic import Field
 
+from providers.brand.account import BrandAccount
+from providers.panelsms.account import PanelSmsAccount
+from providers.registry import VENDORS
+from providers.vendor import AccountBase
 
-class _Account(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+if TYPE_CHECKING:
+    ProviderAccount: TypeAlias = AccountBase
+else:
+    ProviderAccount = Annotated[
+        Union[tuple(vendor.account for vendor in VENDORS.values())],  # noqa: UP007
+        Field(discriminator="adapter"),
+    ]
 
-    name: str = ""  # filled from the table name: [providers.<name>]
-    url: HttpUrl
-    rate: float = Field(default=100, gt=0, description="segments per second")
-    burst: int = Field(default=100, ge=1, description="bucket capacity, in segments")
-    timeout: float = Field(default=10.0, gt=0, description="seconds to wait for an answer")
-    dlr: bool = True  # ask for delivery reports
+VENDOR_NAMES = tuple(VENDORS)
 
-
-class PanelSmsAccount(_Account):
-    adapter: Literal["panelsms"]
-    user: str = Field(min_length=1)
-    api_key: SecretStr
-    sender: str | None = Field(default=None, max_length=16)
-    response_type: Literal["json", "xml", "plain"] = "json"
-    method: Literal["GET", "POST"] = "POST"
-
-    @property
-    def expects_reports(self) -> bool:
-        """Silence from this account is evidence: it sends delivery reports."""
-        return self.dlr
-
-
-class BrandAccount(_Account):
-    adapter: Literal["brand"]
-    key: SecretStr
-    brand_id: str = Field(min_length=1)
-    callback_key: SecretStr | None = None
-    max_numbers: int = Field(default=500, ge=1, le=10_000)
-
-    @property
-    def expects_reports(self) -> bool:
-        """brand reports reach us only when they carry a callback key we accept."""
-        return self.callback_key is not None
-
-
-ProviderAccount = Annotated[PanelSmsAccount | BrandAccount, Field(discriminator="adapter")]
+__all__ = ["VENDOR_NAMES", "AccountBase", "BrandAccount", "PanelSmsAccount", "ProviderAccount"]

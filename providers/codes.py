@@ -1,7 +1,9 @@
 """The vendor's error-code table (panelsms; the brand API reuses it).
 
-One place for what each code means and how smsq treats it: the adapters map
-answers to errors with it, the simulator answers with it.
+One place for what each code means: the adapters map answers to errors with
+it (:func:`providers.errors.error_for_code`), the simulator and the drop-in
+answer with it (:class:`Rejection`). How each vendor puts a code on the wire
+is in its ``protocol`` module.
 """
 
 from __future__ import annotations
@@ -45,16 +47,18 @@ DESCRIPTIONS: dict[int, str] = {
     15: "Operation not supported",
 }
 
+# "Retry after a delay": answered with a Retry-After header, retried by smsq.
 RETRYABLE_CODES = frozenset({Code.QUEUE_FULL, Code.THROTTLED})
-
-# HTTP status the brand API answers with for an error code (shared/providers).
-BRAND_HTTP_STATUS: dict[int, int] = {1: 401, 2: 401, 6: 503, 7: 429}
-BRAND_HTTP_STATUS_DEFAULT = 400
 
 
 def describe(code: int) -> str:
     return DESCRIPTIONS.get(code, f"unknown provider code {code}")
 
 
-def brand_http_status(code: int) -> int:
-    return BRAND_HTTP_STATUS.get(code, BRAND_HTTP_STATUS_DEFAULT)
+class Rejection(Exception):
+    """A request the vendor answers with an error ``code`` (``detail`` says why)."""
+
+    def __init__(self, code: int, detail: str | None = None) -> None:
+        super().__init__(code, detail)
+        self.code = code
+        self.detail = detail

@@ -80,9 +80,27 @@ class OutcomeUnknown(ProviderError):
 def error_for_code(
     code: int, description: str | None = None, *, retry_after: float | None = None
 ) -> ProviderError:
-    """The error for a vendor code other than success (and roaming, 3)."""
+    """The error for a vendor code other than success (and roaming, 3).
+
+    The one reading of a code as an error, for every vendor.
+    """
     if code == Code.QUEUE_FULL:
         return QueueFull(f"provider error 6: {describe(6)}", retry_after=retry_after)
     if code == Code.THROTTLED:
         return Throttled(f"provider error 7: {describe(7)}", retry_after=retry_after)
     return PermanentError(code, description)
+
+
+def error_for_http_status(status: int, *, retry_after: float | None = None) -> ProviderError | None:
+    """The error a bare HTTP status means whatever the vendor, or None to read the body.
+
+    The decided meanings (shared/providers): 429 throttled, 503 queue full,
+    any other 5xx unavailable; all honour ``Retry-After``.
+    """
+    if status == 429:
+        return Throttled("HTTP 429 from provider", retry_after=retry_after)
+    if status == 503:
+        return QueueFull("HTTP 503 from provider", retry_after=retry_after)
+    if status >= 500:
+        return ProviderUnavailable(f"HTTP {status} from provider", retry_after=retry_after)
+    return None

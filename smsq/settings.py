@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from providers.accounts import ProviderAccount
+from providers.accounts import VENDOR_NAMES, ProviderAccount
 
 SIMULATOR_URL = "http://127.0.0.1:8025"
 
@@ -217,7 +217,7 @@ def _describe(exc: ValidationError) -> str:
     """Field and reason for each problem, never the value (it may be a secret)."""
     parts = []
     for err in exc.errors(include_input=False, include_url=False):
-        loc = [str(p) for p in err["loc"] if p not in ("panelsms", "brand")]
+        loc = [str(p) for p in err["loc"] if p not in VENDOR_NAMES]
         field = ".".join(loc) or "adapter"
         parts.append(f"field {field!r}: {err['msg']}")
     return "; ".join(parts)

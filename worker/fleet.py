@@ -33,6 +33,7 @@ from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.ledger import requeue_by_operator
+from models.ledger.reports import drop_old_orphans, replay_orphans
 from models.status import (
     OPERATOR_REQUEUE_FROM,
     CampaignStatus,
@@ -40,7 +41,7 @@ from models.status import (
     campaign_can_move,
 )
 from models.tables import Campaign, Message
-from providers.report_recording import drop_old_orphans, replay_orphans
+from providers.registry import report_status_field
 from smsq.names import (
     QUEUE_CAMPAIGN,
     QUEUE_FOR_KIND,
@@ -532,7 +533,7 @@ def reconcile(
             ],
         )
     with sessions() as session:
-        replay_orphans(session)
+        replay_orphans(session, status_field_of=report_status_field)
         drop_old_orphans(session, older_than=now - ORPHAN_REPORT_LIFETIME)
     size = settings.batch_size
     tasks = publish_batches(publish, plan.requeue, size)

@@ -43,10 +43,11 @@ import httpx
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.ledger.reports import replay_orphans
 from models.status import MessageKind
 from providers.base import Accepted, Adapter, Outbound, Outcome, Recipient, Rejected
 from providers.errors import OutcomeUnknown, Throttled
-from providers.report_recording import replay_orphans
+from providers.registry import report_status_field
 from smsq.names import QUEUE_FOR_KIND
 from worker.campaign_progress import finish_campaigns
 from worker.claims import Claimed, claim, expire_overdue, release, renew_lease
@@ -164,6 +165,7 @@ async def _send_claimed(
         if accepted:
             replay_orphans(
                 session,
+                status_field_of=report_status_field,
                 provider_message_ids=[o.provider_message_id for o in accepted],
                 message_ids=[o.message_id for o in accepted],
             )

@@ -4,8 +4,8 @@
 Workers, the delivery-report receiver, the sweeper, the scheduler, campaign
 control and fleet operations all call it, and nothing else in smsq writes
 ``messages.status``, ``sent_at``, ``finished_at`` or a ``message_events`` row
-(``tests/test_ledger_is_the_only_writer.py`` hooks every statement of the
-test suite to hold that).
+(a guard in ``tests/conftest.py`` hooks every statement of the test suite
+to hold that).
 
 - :mod:`.moves` — the rule of what a move sets (:func:`moved_columns`,
   :func:`first_columns`) and the writers: one row (:func:`apply_status`), new
@@ -15,6 +15,9 @@ test suite to hold that).
   matching a condition (:func:`move_where`, :func:`move_campaign_messages`),
   per-row outcomes guarded by a claim's lease (:func:`write_claimed_moves`)
   and an operator's re-queue (:func:`requeue_by_operator`).
+- :mod:`.reports` — delivery reports applied to their messages, set-based,
+  with the orphans that overtook the worker (``record_reports``,
+  ``replay_orphans``); it decides each move with :func:`moved_columns`.
 """
 
 from models.ledger.moves import (

@@ -2,7 +2,7 @@
 
 Both speak the vendor's format (shared providers README) and hand the parsed
 report to the app's group commit (:mod:`producer.http.request_coalescing`), which
-records it (:func:`providers.report_recording.record_reports`) together
+records it (:func:`models.ledger.reports.record_reports`) together
 with the reports arriving at the same time, in one commit, before answering.
 
 Answers:
@@ -38,18 +38,22 @@ import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from models.ledger.reports import ReportResult, ReportToRecord, record_reports
 from producer.http.deps import AppSettings, get_database
 from producer.http.metrics import observe_report
 from producer.http.request_coalescing import GroupCommit
-from providers.accounts import BrandAccount, PanelSmsAccount
-from providers.report_recording import ReportResult, ReportToRecord, record_reports
-from providers.reports import ReportError, parse_brand_report, parse_panelsms_report
+from providers.brand.account import BrandAccount
+from providers.brand.protocol import CallbackField
+from providers.brand.reports import parse_report as parse_brand_report
+from providers.panelsms.account import PanelSmsAccount
+from providers.panelsms.reports import parse_report as parse_panelsms_report
+from providers.report_parsing import ReportError
 from smsq.settings import Settings
 
 router = APIRouter(prefix="/dlr", tags=["delivery reports"])
 log = structlog.get_logger("smsq.dlr")
 
-BRAND_KEY_PARAM = "key"
+BRAND_KEY_PARAM = CallbackField.KEY
 
 
 ReportBatcher = GroupCommit[ReportToRecord, ReportResult]

@@ -35,7 +35,7 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from providers.report_recording import ReportResult
+from models.ledger.reports import ReportResult
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 

@@ -8,8 +8,8 @@ queueing, throttling, retries and reports. ``GET`` (query string) and
 ``dcs``, ``udh``, ``validityPeriod``, ``scheduledDeliveryTime``,
 ``responseType``, ``callbackUrl``). The answer is the vendor's, always HTTP
 200: plain ``OK_<id>`` / ``ERROR_<code>``, or the JSON/XML shapes for
-``responseType=json|xml`` (produced by the same code as the simulator's, so
-the two cannot drift). ``<id>`` is smsq's message id.
+``responseType=json|xml``, rendered by :mod:`providers.panelsms.protocol`,
+the same code as the simulator's, so the two cannot drift. ``<id>`` is smsq's message id.
 
 Decisions where the vendor text leaves room:
 
@@ -64,7 +64,6 @@ logs); nor is the message text.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -79,20 +78,27 @@ from producer.errors import InvalidField
 from producer.http.auth import ApiClient, authenticate_key, check_rate
 from producer.http.deps import app_producer
 from producer.http.errors import ApiError
-from providers.codes import Code
-from providers.simulator.panelsms import answer, response_type
-from providers.simulator.wire import Rejection, SimRequest, SimResponse, request_params
+from providers.codes import Code, Rejection
+from providers.panelsms.protocol import (
+    BINARY_DCS,
+    DCS_VALUES,
+    FLASH_UDH,
+    HEX_UDH_RE,
+    PATH,
+    Param,
+    read_boolean,
+    read_time,
+    render_answer,
+    response_type,
+)
+from providers.wire import WireAnswer, request_params
 
 router = APIRouter(tags=["panelsms drop-in"])
 log = structlog.get_logger("smsq.dropin")
 
-PATH = "/sendMtSms.php"
-FLASH_UDH = "0100"
-_DIGITS = re.compile(r"[0-9]+")
-_HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
-_DCS_VALUES = frozenset({"0", "1", "2", "3", "4", "8"})
-_BINARY_DCS = frozenset({"2", "4"})
-_BOOLEANS = frozenset({"true", "1", "false", "0"})
+# dcs as the drop-in reads it: exactly one of the vendor's values, as written.
+_DCS_TEXTS = frozenset(str(value) for value in DCS_VALUES)
+_BINARY_DCS_TEXTS = frozenset(str(value) for value in BINARY_DCS)
 
 CODE_FOR_FIELD: dict[str, Code] = {
     "to": Code.INVALID_DESTINATION,
@@ -125,65 +131,59 @@ class Refusal(Exception):
 @router.post(PATH, operation_id="send_mt_sms_post", summary="panelsms drop-in (POST)")
 async def send_mt_sms(request: Request) -> Response:
     body = await request.body() if request.method == "POST" else b""
-    sim_request = SimRequest(
-        request.method,
-        PATH,
-        query=list(request.query_params.multi_items()),
-        headers=request.headers,
-        body=body,
-    )
+    query = list(request.query_params.multi_items())
     try:
-        params = request_params(sim_request)
+        params = request_params(query, request.headers.get("content-type"), body)
     except Rejection as exc:
         params = dict(request.query_params)
-        return _to_response(answer(response_type(params), code=exc.code))
+        return _to_response(render_answer(response_type(params), code=exc.code))
     rtype = response_type(params)
     try:
         message_id = await anyio.to_thread.run_sync(_send, request.app, params)
     except Refusal as refusal:
         log.info("dropin.refused", code=refusal.code, detail=refusal.detail)
         return _to_response(
-            answer(
+            render_answer(
                 rtype,
                 code=refusal.code,
                 transaction_id=refusal.transaction_id,
                 headers=refusal.headers,
             )
         )
-    return _to_response(answer(rtype, transaction_id=message_id))
+    return _to_response(render_answer(rtype, transaction_id=message_id))
 
 
 def _send(app: FastAPI, params: dict[str, str]) -> str:
     """Authenticate, map the vendor parameters, send; the message id or Refusal."""
-    client = _client(app, params.get("user", ""), params.get("apiKey", ""))
+    client = _client(app, params.get(Param.USER, ""), params.get(Param.API_KEY, ""))
     producer = app_producer(app)
     settings = producer.settings
     now = producer.clock()
     tz = ZoneInfo(settings.timezone)
-    dcs = params.get("dcs", "")
-    if dcs and dcs not in _DCS_VALUES:
+    dcs = params.get(Param.DCS, "")
+    if dcs and dcs not in _DCS_TEXTS:
         raise Refusal(Code.INVALID_DCS, "dcs must be one of 0, 1, 2, 3, 4, 8")
-    if dcs in _BINARY_DCS:
+    if dcs in _BINARY_DCS_TEXTS:
         raise Refusal(Code.NOT_SUPPORTED, "binary SMS is not supported")
-    flash = _flash(params.get("udh", ""))
-    if params.get("confirmation", "false").strip().lower() not in _BOOLEANS:
+    flash = _flash(params.get(Param.UDH, ""))
+    if read_boolean(params.get(Param.CONFIRMATION, "false")) is None:
         raise Refusal(Code.INVALID_MESSAGE_DATA, "confirmation must be true or false")
     try:
-        send_at = _parse_time(params.get("scheduledDeliveryTime", ""), now, tz)
+        send_at = _parse_time(params.get(Param.SCHEDULED_DELIVERY_TIME, ""), now, tz)
     except ValueError:
         raise Refusal(Code.INVALID_SCHEDULED_TIME, "scheduledDeliveryTime is unreadable") from None
-    validity = _validity(params.get("validityPeriod", ""), send_at or now, now, tz)
-    to = params.get("to", "")
+    validity = _validity(params.get(Param.VALIDITY_PERIOD, ""), send_at or now, now, tz)
+    to = params.get(Param.TO, "")
     if "," in to or ";" in to:
         raise Refusal(Code.INVALID_DESTINATION, "one recipient per request")
     try:
         receipt = producer.send(
             to,
-            params.get("message", ""),
-            sender=params.get("senderId") or None,
+            params.get(Param.MESSAGE, ""),
+            sender=params.get(Param.SENDER_ID) or None,
             send_at=send_at,
-            callback_url=params.get("callbackUrl") or None,
-            idempotency_key=params.get("transactionId") or None,
+            callback_url=params.get(Param.CALLBACK_URL) or None,
+            idempotency_key=params.get(Param.TRANSACTION_ID) or None,
             validity=validity,
             client_id=client.id,
             flash=flash,
@@ -226,7 +226,7 @@ def _code_for(exc: InvalidField) -> int:
 def _flash(udh: str) -> bool:
     if not udh:
         return False
-    if not _HEX.fullmatch(udh):
+    if not HEX_UDH_RE.fullmatch(udh):
         raise Refusal(Code.INVALID_UDH, "udh must be an even-length hex string")
     if udh == FLASH_UDH:
         return True
@@ -235,38 +235,33 @@ def _flash(udh: str) -> bool:
 
 def _parse_time(value: str, now: dt.datetime, tz: ZoneInfo) -> dt.datetime | None:
     """Relative seconds or an ISO date-time; None when empty, ValueError if unreadable."""
-    value = value.strip()
-    if not value:
+    if not value.strip():
         return None
-    if _DIGITS.fullmatch(value):
+    when = read_time(value, tz)
+    if isinstance(when, int):
         try:
-            return now + dt.timedelta(seconds=int(value))
+            return now + dt.timedelta(seconds=when)
         except OverflowError:  # beyond any date: unreadable, not a server error
-            raise ValueError(f"{value} seconds from now is not a date") from None
-    when = dt.datetime.fromisoformat(value)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=tz)
+            raise ValueError(f"{when} seconds from now is not a date") from None
     return when.astimezone(dt.UTC)
 
 
 def _validity(value: str, start: dt.datetime, now: dt.datetime, tz: ZoneInfo) -> int | None:
     """Seconds of validity from a relative or absolute ``validityPeriod``."""
-    value = value.strip()
-    if not value:
+    if not value.strip():
         return None
-    if _DIGITS.fullmatch(value):
-        seconds = int(value)
+    try:
+        when = read_time(value, tz)
+    except ValueError:
+        raise Refusal(Code.INVALID_MESSAGE_DATA, "validityPeriod is unreadable") from None
+    if isinstance(when, int):
+        seconds = when
     else:
-        try:
-            until = _parse_time(value, now, tz)
-        except ValueError:
-            raise Refusal(Code.INVALID_MESSAGE_DATA, "validityPeriod is unreadable") from None
-        assert until is not None  # value is not empty
-        seconds = int((until - start).total_seconds())
+        seconds = int((when.astimezone(dt.UTC) - start).total_seconds())
     if seconds <= 0:
         raise Refusal(Code.INVALID_MESSAGE_DATA, "validityPeriod has already passed")
     return seconds
 
 
-def _to_response(sim: SimResponse) -> Response:
-    return Response(content=sim.body, status_code=sim.status, headers=sim.headers)
+def _to_response(answer: WireAnswer) -> Response:
+    return Response(content=answer.body, status_code=answer.status, headers=answer.headers)

@@ -7,9 +7,10 @@ function; :func:`create_app` serves it over HTTP (ASGI), :func:`serve` and
 plugs it into an httpx client without any server.
 
 Modules: ``config`` (what it accepts, which faults), ``core`` (routing, faults,
-state), ``panelsms`` and ``brand`` (each vendor's checks and answers),
-``stats``, ``wire`` (request/response/report data), ``mock``, ``dlr`` (sending
-delivery reports), ``app`` and ``server``.
+state), ``panelsms`` and ``brand`` (which code answers which request; the wire
+itself is each vendor's ``providers/<vendor>/protocol.py``, shared with the
+adapters), ``stats``, ``wire`` (request/response/report data), ``mock``,
+``dlr`` (sending delivery reports), ``app`` and ``server``.
 """
 
 from providers.simulator.app import create_app

@@ -28,24 +28,28 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from providers.brand import protocol as brand_wire
+from providers.codes import RETRYABLE_CODES, Code, Rejection
+from providers.panelsms import protocol as panelsms_wire
 from providers.simulator import brand, panelsms
 from providers.simulator.config import SimConfig
 from providers.simulator.stats import Stats
 from providers.simulator.wire import (
-    Rejection,
     Report,
     SimRequest,
     SimResponse,
+    from_answer,
     json_response,
     request_params,
     text_response,
 )
 
-RETRYABLE = (6, 7)
 LAST_REQUESTS = 100  # size of the debug ring served at GET /_requests
-_SECRET_PARAMS = frozenset({"apiKey", "key"})
+_SECRET_PARAMS = panelsms_wire.SECRET_PARAMS | brand_wire.SECRET_PARAMS
 
 Handler = Callable[[SimRequest], SimResponse]
+Status = panelsms_wire.ReportStatus
+StatusId = brand_wire.StatusId
 
 
 class Simulator:
@@ -125,7 +129,7 @@ class Simulator:
         rtype = "plain"
         try:
             params = request_params(req)
-            rtype = panelsms.response_type(params)
+            rtype = panelsms_wire.response_type(params)
             panelsms.authenticate(params, self.config)
             if (fault := self._fault(now)) is not None:
                 return self._finish(fault, delay, panelsms.ROUTE, params, None)
@@ -133,8 +137,10 @@ class Simulator:
             submit = panelsms.validate(params, now, self.config.tzinfo)
             self._deliverable([submit.to])
         except Rejection as rejection:
-            response = panelsms.answer(
-                rtype, code=rejection.code, headers=self._retry_after(rejection.code)
+            response = from_answer(
+                panelsms_wire.render_answer(
+                    rtype, code=rejection.code, headers=self._retry_after(rejection.code)
+                )
             )
             return self._reject(response, delay, panelsms.ROUTE, params, rejection)
         tid = submit.transaction_id or self._new_id()
@@ -143,20 +149,20 @@ class Simulator:
         url = submit.callback_url or self.config.panelsms_callback_url
         if submit.confirmation and url:
             self._owe_panelsms(url, tid, submit.to, submit.send_at or now)
-        code = 3 if roaming else None
-        response = panelsms.answer(rtype, code=code, transaction_id=tid)
+        code = Code.ROAMING if roaming else None
+        response = from_answer(panelsms_wire.render_answer(rtype, code=code, transaction_id=tid))
         return self._finish(response, delay, panelsms.ROUTE, params, code)
 
     def _owe_panelsms(self, url: str, tid: str, to: str, start: float) -> None:
         if self.config.dlr_sent_first:
-            payload = panelsms.report_payload(tid, "sent", to, start, None)
+            payload = panelsms_wire.report_payload(tid, Status.SENT, to, start, None)
             self._owe(Report(url, "POST", payload, start, "panelsms"))
         due = self._dlr_due(start)
         if self._delivered():
-            payload = panelsms.report_payload(tid, "delivered", to, due, None)
+            payload = panelsms_wire.report_payload(tid, Status.DELIVERED, to, due, None)
         else:
-            payload = panelsms.report_payload(
-                tid, "undelivered", to, due, self.config.dlr_error_code
+            payload = panelsms_wire.report_payload(
+                tid, Status.UNDELIVERED, to, due, self.config.dlr_error_code
             )
         self._owe(Report(url, "POST", payload, due, "panelsms"))
 
@@ -178,25 +184,28 @@ class Simulator:
             self._deliverable(submit.numbers)
         except Rejection as rejection:
             code = rejection.code
-            response = brand.error(code, rejection.detail, self._retry_after(code))
+            response = from_answer(
+                brand_wire.render_error(code, rejection.detail, self._retry_after(code))
+            )
             return self._reject(response, delay, brand.ROUTE, params, rejection)
-        messages = [{"number": number, "smsID": self._new_id()} for number in submit.numbers]
+        sms_ids = [(number, self._new_id()) for number in submit.numbers]
         self._stats.brand_numbers(submit.numbers, int(now))
         if self.config.brand_callback_url:
-            for message in messages:
-                self._owe_brand(message["smsID"], message["number"], submit.send_at or now)
-        return self._finish(brand.accepted(messages), delay, brand.ROUTE, params, None)
+            for number, sms_id in sms_ids:
+                self._owe_brand(sms_id, number, submit.send_at or now)
+        accepted = from_answer(brand_wire.render_accepted(sms_ids))
+        return self._finish(accepted, delay, brand.ROUTE, params, None)
 
     def _owe_brand(self, sms_id: str, number: str, start: float) -> None:
         cfg = self.config
         assert cfg.brand_callback_url is not None
         key, tz = cfg.brand_callback_key, cfg.tzinfo
         if cfg.dlr_sent_first:
-            query = brand.callback_params(key, sms_id, number, brand.SENT, start, tz)
+            query = brand_wire.callback_params(key, sms_id, number, StatusId.SENT, start, tz)
             self._owe(Report(cfg.brand_callback_url, "GET", query, start, "brand"))
         due = self._dlr_due(start)
-        status = brand.DELIVERED if self._delivered() else brand.FAILED
-        query = brand.callback_params(key, sms_id, number, status, due, tz)
+        status = StatusId.DELIVERED if self._delivered() else StatusId.FAILED
+        query = brand_wire.callback_params(key, sms_id, number, status, due, tz)
         self._owe(Report(cfg.brand_callback_url, "GET", query, due, "brand"))
 
     # --- shared -----------------------------------------------------------
@@ -227,9 +236,9 @@ class Simulator:
         if second != self._window:
             self._window, self._window_count = second, 0
         if cfg.rate_limit is not None and self._window_count + messages > cfg.rate_limit:
-            raise Rejection(7, f"more than {cfg.rate_limit} messages in this second")
+            raise Rejection(Code.THROTTLED, f"more than {cfg.rate_limit} messages in this second")
         if cfg.queue_full_ratio and self._rng.random() < cfg.queue_full_ratio:
-            raise Rejection(6, "queue full (injected)")
+            raise Rejection(Code.QUEUE_FULL, "queue full (injected)")
         self._window_count += messages
 
     def _deliverable(self, numbers: list[str]) -> None:
@@ -242,14 +251,16 @@ class Simulator:
         if cfg.barred_prefixes:
             for number in numbers:
                 if cfg.barred(number):
-                    raise Rejection(11, f"destination {number} is barred")
+                    raise Rejection(Code.DESTINATION_BARRED, f"destination {number} is barred")
         if cfg.credit is not None:
             if cfg.credit < len(numbers):
-                raise Rejection(9, f"{len(numbers)} messages, {cfg.credit} credits left")
+                raise Rejection(
+                    Code.INSUFFICIENT_CREDIT, f"{len(numbers)} messages, {cfg.credit} credits left"
+                )
             cfg.credit -= len(numbers)
 
     def _retry_after(self, code: int) -> dict[str, str] | None:
-        return {"retry-after": str(self.config.retry_after)} if code in RETRYABLE else None
+        return {"retry-after": str(self.config.retry_after)} if code in RETRYABLE_CODES else None
 
     def _latency(self) -> float:
         cfg = self.config

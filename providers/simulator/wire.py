@@ -1,22 +1,23 @@
 """The simulator's plain data: a request in, a response out, a report owed.
 
 These carry no I/O so the core can be driven by an ASGI app, by an
-``httpx.MockTransport`` or directly by a test, with the same behaviour.
+``httpx.MockTransport`` or directly by a test, with the same behaviour. The
+vendors' answers come from their ``protocol`` modules as a neutral
+:class:`~providers.wire.WireAnswer`, wrapped here by :func:`from_answer`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qsl
 
-Query = Mapping[str, str] | Sequence[tuple[str, str]]
+from providers.codes import Rejection
+from providers.wire import Query, WireAnswer, json_answer, text_answer
+from providers.wire import request_params as read_params
 
-JSON_TYPE = "application/json"
-TEXT_TYPE = "text/plain; charset=utf-8"
-XML_TYPE = "application/xml; charset=utf-8"
+__all__ = ["Query", "Rejection", "Report", "SimRequest", "SimResponse", "request_params"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,58 +76,19 @@ class Report:
     api: Literal["panelsms", "brand"]
 
 
-class Rejection(Exception):
-    """A request the vendor would answer with an error ``code``."""
-
-    def __init__(self, code: int, detail: str | None = None) -> None:
-        super().__init__(code, detail)
-        self.code = code
-        self.detail = detail
-
-
 def request_params(req: SimRequest) -> dict[str, str]:
-    """The vendor parameters: query string, then a form or JSON body over it.
-
-    Like PHP's ``$_REQUEST`` the body wins over the query string. A JSON body
-    that is not an object is invalid message data (code 8).
-    """
-    params = dict(req.query)
-    if not req.body:
-        return params
-    content_type = (req.header("content-type") or "").lower()
-    is_json = "json" in content_type or (
-        "form" not in content_type and req.body.lstrip()[:1] == b"{"
-    )
-    if is_json:
-        try:
-            data = json.loads(req.body)
-        except ValueError:
-            raise Rejection(8, "the JSON body cannot be parsed") from None
-        if not isinstance(data, dict):
-            raise Rejection(8, "the JSON body must be an object")
-        params.update({str(k): _scalar(v) for k, v in data.items() if v is not None})
-    else:
-        try:
-            text = req.body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise Rejection(8, "the form body is not UTF-8") from None
-        params.update(parse_qsl(text, keep_blank_values=True))
-    return params
+    """The vendor parameters of ``req``, read as the vendors' PHP endpoints do."""
+    return read_params(req.query, req.header("content-type"), req.body)
 
 
-def _scalar(value: Any) -> str:
-    # JSON true must read as the vendor's "true", not Python's "True".
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)
+def from_answer(answer: WireAnswer) -> SimResponse:
+    """A vendor's answer (from its ``protocol`` module) as the simulator's response."""
+    return SimResponse(answer.status, dict(answer.headers), answer.body)
 
 
 def json_response(status: int, data: Any, headers: dict[str, str] | None = None) -> SimResponse:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return SimResponse(status, {"content-type": JSON_TYPE, **(headers or {})}, body)
+    return from_answer(json_answer(status, data, headers))
 
 
 def text_response(status: int, text: str, headers: dict[str, str] | None = None) -> SimResponse:
-    return SimResponse(status, {"content-type": TEXT_TYPE, **(headers or {})}, text.encode())
+    return from_answer(text_answer(status, text, headers))

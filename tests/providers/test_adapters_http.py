@@ -10,10 +10,10 @@ import pytest
 from models.ids import new_id
 from providers.accounts import BrandAccount, PanelSmsAccount
 from providers.base import Accepted, Outbound, Recipient, Rejected
-from providers.brand import BrandAdapter
+from providers.brand.adapter import BrandAdapter
 from providers.errors import OutcomeUnknown, Throttled
 from providers.http import make_async_client
-from providers.panelsms import PanelSmsAdapter
+from providers.panelsms.adapter import PanelSmsAdapter
 from providers.simulator import SimConfig, Simulator, SimulatorServer, run_in_thread
 
 pytestmark = pytest.mark.integration

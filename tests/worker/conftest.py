@@ -17,8 +17,8 @@ from sqlalchemy import Engine
 from models.db import make_sessionmaker
 from providers.accounts import BrandAccount, PanelSmsAccount
 from providers.base import Adapter
-from providers.brand import BrandAdapter
-from providers.panelsms import PanelSmsAdapter
+from providers.brand.adapter import BrandAdapter
+from providers.panelsms.adapter import PanelSmsAdapter
 from providers.simulator import SimConfig, Simulator, mock_transport
 from worker.retry_policy import RetryPolicy
 from worker.sending import SendContext

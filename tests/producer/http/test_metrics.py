@@ -20,11 +20,11 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session
 
+from models.ledger.reports import record_report
+from models.reports import DeliveryReport
 from models.status import MessageStatus as S
 from models.tables import Message
 from producer.http import metrics
-from providers.report_recording import record_report
-from providers.reports import DeliveryReport
 
 
 def value(name: str, **labels: str) -> float:

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.ledger.reports import ReportResult, ReportToRecord, record_reports
 from models.status import MessageStatus as S
 from models.tables import Message
 from producer.http.request_coalescing import GroupCommit
-from providers.report_recording import ReportResult, ReportToRecord, record_reports
-from providers.reports import parse_panelsms_report
+from providers.panelsms.reports import parse_report as parse_panelsms_report
 
 
 def item(message_id: str, raw: Any = None) -> ReportToRecord:

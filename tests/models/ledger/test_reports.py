@@ -12,16 +12,19 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from models.db import make_sessionmaker
-from models.status import EventSource
-from models.status import MessageStatus as S
-from models.tables import Message, MessageEvent, OrphanReport
-from providers.report_recording import (
+from models.ledger.reports import (
     ReportResult,
     ReportToRecord,
     record_report,
     record_reports,
 )
-from providers.reports import DeliveryReport, parse_brand_report, parse_panelsms_report
+from models.reports import DeliveryReport
+from models.status import EventSource
+from models.status import MessageStatus as S
+from models.tables import Message, MessageEvent, OrphanReport
+from providers.brand.reports import parse_report as parse_brand_report
+from providers.panelsms.reports import parse_report as parse_panelsms_report
+from providers.registry import report_status_field
 
 MakeMessage = Callable[..., Message]
 
@@ -227,9 +230,9 @@ def test_concurrent_reports_for_one_message_apply_one_final_state(
 def test_a_brand_report_that_overtakes_the_worker_waits_and_is_applied(
     session: Session, make_message: Callable[..., Message]
 ) -> None:
+    from models.ledger.reports import replay_orphans
     from models.tables import OrphanReport
-    from providers.report_recording import replay_orphans
-    from providers.reports import parse_brand_report
+    from providers.brand.reports import parse_report as parse_brand_report
 
     message = make_message(provider="brand", status=S.SENDING)
     report = parse_brand_report({"smsID": "sms-77", "statusID": "1", "number": "4915550000000"})
@@ -241,7 +244,12 @@ def test_a_brand_report_that_overtakes_the_worker_waits_and_is_applied(
     message.status = S.SENT
     message.provider_message_id = "sms-77"
     session.commit()
-    assert replay_orphans(session, provider_message_ids=["sms-77"]) == 1
+    assert (
+        replay_orphans(
+            session, status_field_of=report_status_field, provider_message_ids=["sms-77"]
+        )
+        == 1
+    )
     session.expire_all()
     row = session.get(Message, message.id)
     assert row is not None and row.status == S.DELIVERED
@@ -249,12 +257,12 @@ def test_a_brand_report_that_overtakes_the_worker_waits_and_is_applied(
 
 
 def test_orphans_nobody_claims_are_dropped_after_a_while(session: Session) -> None:
-    from providers.report_recording import drop_old_orphans, replay_orphans
-    from providers.reports import parse_brand_report
+    from models.ledger.reports import drop_old_orphans, replay_orphans
+    from providers.brand.reports import parse_report as parse_brand_report
 
     report = parse_brand_report({"smsID": "never", "statusID": "1"})
     record_report(session, report, raw={})
-    assert replay_orphans(session) == 0
+    assert replay_orphans(session, status_field_of=report_status_field) == 0
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
     assert drop_old_orphans(session, older_than=later) == 1
 

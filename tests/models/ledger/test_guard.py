@@ -20,7 +20,7 @@ from models.status import EventSource
 from models.status import MessageStatus as S
 from models.tables import Message, MessageEvent, utcnow
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 WRITES = {
     "update status": (update(Message).values(status=S.QUEUED), True),

@@ -20,9 +20,9 @@ from providers.errors import (
     QueueFull,
     Throttled,
 )
-from providers.panelsms import PanelSmsAdapter, concat_reference, concat_udh, parse_response
+from providers.panelsms.adapter import PanelSmsAdapter, concat_reference, parse_response
+from providers.panelsms.protocol import concat_udh, render_answer
 from providers.simulator import SimRequest, Simulator, mock_transport
-from providers.simulator.panelsms import answer
 
 PUBLIC = "https://smsq.example.com"
 Factory = Callable[..., PanelSmsAccount]
@@ -198,11 +198,9 @@ async def test_throttled_above_the_rate_limit(
 @pytest.mark.parametrize("code", [c for c in Code if c not in (Code.ROAMING,)])
 @pytest.mark.parametrize("response_type", ["json", "xml", ""])
 def test_every_vendor_code_parses_in_every_format(code: int, response_type: str) -> None:
-    """Each code as the simulator renders it, read back by the adapter."""
-    sim_answer = answer(response_type, code=code)
-    response = httpx.Response(
-        sim_answer.status, headers=sim_answer.headers, content=sim_answer.body
-    )
+    """Each code as the simulator and the drop-in render it, read back by the adapter."""
+    rendered = render_answer(response_type, code=code)
+    response = httpx.Response(rendered.status, headers=rendered.headers, content=rendered.body)
     with pytest.raises(Exception) as info:
         parse_response(response, "m-1")
     assert getattr(info.value, "code", None) == code

@@ -1,6 +1,6 @@
 """Recording one delivery report against its message.
 
-A plain function of a session and a parsed report (``providers.reports``), so
+A plain function of a session and a parsed report (``models.reports``), so
 the HTTP receiver, a replay tool and tests all share it; nothing here knows
 about HTTP.
 
@@ -41,17 +41,17 @@ Decisions:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from models.ledger import moved_columns
+from models.ledger.moves import moved_columns
+from models.reports import DeliveryReport
 from models.status import EventSource, MessageStatus
 from models.tables import Message, MessageEvent, OrphanReport, utcnow
-from providers.reports import DeliveryReport
 
 S = MessageStatus
 
@@ -185,10 +185,10 @@ def _apply(
                 row["error_code"] = report.error_code
                 row["error_detail"] = report.error_detail or _default_failure(report)
             changed_rows[row["id"]] = row
-        if report.adapter == "panelsms" and row["provider_message_id"] is None:
-            # A report that overtook the worker's write: panelsms knows the message
-            # by our transactionId, which is what the worker would have stored.
-            row["provider_message_id"] = report.message_id
+        if report.provider_message_id is not None and row["provider_message_id"] is None:
+            # A report that overtook the worker's write (matched by our id) and
+            # names the provider's id: what the worker would have stored.
+            row["provider_message_id"] = report.provider_message_id
             changed_rows[row["id"]] = row
         results.append(
             ReportResult(
@@ -258,10 +258,15 @@ class _MessagesOf:
 def replay_orphans(
     session: Session,
     *,
+    status_field_of: Callable[[str], str],
     provider_message_ids: Collection[str] | None = None,
     message_ids: Collection[str] | None = None,
 ) -> int:
     """Apply waiting orphan reports whose message now exists; return how many.
+
+    ``status_field_of`` names a vendor's status field by its adapter name
+    (``providers.registry.report_status_field``: the vendors are not ours to
+    know here), for the detail of a failure without a code.
 
     With no ids given, every waiting orphan is tried (the sweeper does that).
     Applied orphans are deleted; the rest keep waiting.
@@ -286,6 +291,7 @@ def replay_orphans(
             provider_message_id=orphan.provider_message_id,
             error_code=orphan.error_code,
             error_detail=orphan.error_detail,
+            status_field=status_field_of(orphan.adapter),
         )
         accounts = orphan.accounts.split(",") if orphan.accounts is not None else None
         result = record_report(
@@ -350,5 +356,4 @@ def _detail(report: DeliveryReport) -> str | None:
 
 
 def _default_failure(report: DeliveryReport) -> str:
-    name = "statusID" if report.adapter == "brand" else "status"
-    return f"delivery report: {report.adapter} {name} {report.raw_status}"
+    return f"delivery report: {report.adapter} {report.status_field} {report.raw_status}"

@@ -5,6 +5,7 @@ id, so reports match and a resend carries the same id), ``confirmation`` +
 ``callbackUrl`` when the account asks for delivery reports, ``dcs`` from the
 encoding, ``udh`` for concatenated parts (and flash), ``validityPeriod``,
 ``scheduledDeliveryTime`` and ``responseType`` (all three formats parsed).
+The names and values are the vendor's, from :mod:`.protocol`.
 
 A long text goes as one request per part, each with a concatenation UDH
 (``050003`` + reference + total + sequence) and the same transactionId. Parts
@@ -15,35 +16,33 @@ retry resumes after them instead of sending them twice.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
-import json
-import xml.etree.ElementTree as ET
 from typing import ClassVar
 
 import httpx
 
 from models.sms_text import Encoding, SmsText, analyze
-from providers.accounts import PanelSmsAccount
 from providers.base import Accepted, Outbound, Outcome, Recipient, Rejected
 from providers.codes import Code
 from providers.errors import (
     ProviderError,
     ProviderProtocolError,
-    ProviderUnavailable,
-    QueueFull,
-    Throttled,
     error_for_code,
+    error_for_http_status,
+)
+from providers.panelsms.account import PanelSmsAccount
+from providers.panelsms.protocol import (
+    DCS_FOR_ENCODING,
+    FLASH_UDH,
+    TRUE,
+    Param,
+    concat_udh,
+    format_time,
+    parse_answer,
 )
 from providers.request import retry_after, send_request
 
-FLASH_UDH = "0100"  # the vendor's flash header; single-part texts only
-DCS = {Encoding.GSM7: "1", Encoding.UCS2: "8"}  # 1 = GSM7 (0 would mean Latin-1)
-
-
-def concat_udh(reference: int, total: int, sequence: int) -> str:
-    """The 8-bit-reference concatenation header, as hex."""
-    return f"050003{reference:02X}{total:02X}{sequence:02X}"
+REPORT_PATH = "/dlr/panelsms"  # where producer.http.dlr receives its reports
 
 
 def concat_reference(message_id: str) -> int:
@@ -57,7 +56,7 @@ class PanelSmsAdapter:
 
     def __init__(self, account: PanelSmsAccount, *, public_url: str, max_parts: int = 10) -> None:
         self.account = account
-        self.callback_url = f"{public_url.rstrip('/')}/dlr/panelsms"
+        self.callback_url = f"{public_url.rstrip('/')}{REPORT_PATH}"
         self.max_parts = max_parts
 
     async def send(self, outbound: Outbound, client: httpx.AsyncClient) -> list[Outcome]:
@@ -76,11 +75,11 @@ class PanelSmsAdapter:
         total = len(sms.parts)
         if total == 1:
             if outbound.flash:
-                base["udh"] = FLASH_UDH
-            return [{**base, "message": sms.parts[0]}]
+                base[Param.UDH] = FLASH_UDH
+            return [{**base, Param.MESSAGE: sms.parts[0]}]
         ref = concat_reference(recipient.message_id)
         return [
-            {**base, "message": part, "udh": concat_udh(ref, total, seq)}
+            {**base, Param.MESSAGE: part, Param.UDH: concat_udh(ref, total, seq)}
             for seq, part in enumerate(sms.parts, start=1)
         ]
 
@@ -89,25 +88,24 @@ class PanelSmsAdapter:
     ) -> dict[str, str]:
         acc = self.account
         params = {
-            "user": acc.user,
-            "apiKey": acc.api_key.get_secret_value(),
-            "to": recipient.to,
-            "transactionId": recipient.message_id,
-            "dcs": DCS[encoding],
+            Param.USER: acc.user,
+            Param.API_KEY: acc.api_key.get_secret_value(),
+            Param.TO: recipient.to,
+            Param.TRANSACTION_ID: recipient.message_id,
+            Param.DCS: str(DCS_FOR_ENCODING[encoding]),
         }
         sender = outbound.sender or acc.sender
         if sender:
-            params["senderId"] = sender
+            params[Param.SENDER_ID] = sender
         if acc.dlr:
-            params["confirmation"] = "true"
-            params["callbackUrl"] = self.callback_url
+            params[Param.CONFIRMATION] = TRUE
+            params[Param.CALLBACK_URL] = self.callback_url
         if outbound.validity is not None:
-            params["validityPeriod"] = str(int(outbound.validity))
+            params[Param.VALIDITY_PERIOD] = str(int(outbound.validity))
         if outbound.send_time is not None:
-            when = outbound.send_time.astimezone(dt.UTC).replace(tzinfo=None)
-            params["scheduledDeliveryTime"] = when.isoformat(timespec="seconds")
+            params[Param.SCHEDULED_DELIVERY_TIME] = format_time(outbound.send_time)
         if acc.response_type != "plain":
-            params["responseType"] = acc.response_type
+            params[Param.RESPONSE_TYPE] = acc.response_type
         return params
 
     async def _send_one(
@@ -143,48 +141,22 @@ class PanelSmsAdapter:
 def parse_response(response: httpx.Response, message_id: str) -> Accepted:
     """Read an answer in any of the three formats; raise the matching error."""
     wait = retry_after(response)
-    if response.status_code == 429:
-        raise Throttled("HTTP 429 from provider", retry_after=wait)
-    if response.status_code == 503:
-        raise QueueFull("HTTP 503 from provider", retry_after=wait)
-    if response.status_code >= 500:
-        raise ProviderUnavailable(f"HTTP {response.status_code} from provider", retry_after=wait)
+    if (error := error_for_http_status(response.status_code, retry_after=wait)) is not None:
+        raise error
     body = response.text.strip()
-    status, code, transaction_id = _read_body(body, response.status_code)
-    if status == "OK":
-        return Accepted(message_id, transaction_id or message_id)
-    if code == Code.ROAMING:
+    try:
+        answer = parse_answer(body)
+    except ValueError:
+        raise ProviderProtocolError(
+            f"unreadable panelsms answer (HTTP {response.status_code})", body
+        ) from None
+    if answer.code is None:
+        return Accepted(message_id, answer.transaction_id or message_id)
+    if answer.code == Code.ROAMING:
         return Accepted(
             message_id,
-            transaction_id or message_id,
+            answer.transaction_id or message_id,
             provider_code=Code.ROAMING,
             note="submitted to a roaming network",
         )
-    raise error_for_code(code, retry_after=wait)
-
-
-def _read_body(body: str, http_status: int) -> tuple[str, int, str | None]:
-    """(status, code, transactionId) from a plain, JSON or XML answer."""
-    try:
-        if body.startswith("{"):
-            data = json.loads(body)["response"]
-            status, code, tid = str(data["status"]), data.get("code"), data.get("transactionId")
-        elif body.startswith("<"):
-            root = ET.fromstring(body)
-            status = (root.findtext("status") or "").strip()
-            code, tid = root.findtext("code"), root.findtext("transactionId")
-        elif body.startswith("OK_"):
-            return "OK", 0, body[3:] or None
-        elif body.startswith("ERROR_"):
-            return "ERROR", int(body[6:]), None
-        else:
-            raise ValueError("unrecognised")
-        if status == "OK":
-            return "OK", 0, str(tid) if tid not in (None, "") else None
-        if status == "ERROR" and code is not None:
-            return "ERROR", int(code), str(tid) if tid not in (None, "") else None
-        raise ValueError("no status")
-    except (ValueError, KeyError, TypeError, ET.ParseError):
-        raise ProviderProtocolError(
-            f"unreadable panelsms answer (HTTP {http_status})", body
-        ) from None
+    raise error_for_code(answer.code, retry_after=wait)

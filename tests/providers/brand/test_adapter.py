@@ -11,7 +11,7 @@ import pytest
 from models.ids import new_id
 from providers.accounts import BrandAccount
 from providers.base import Accepted, Outbound, Recipient, Rejected
-from providers.brand import BrandAdapter, parse_response
+from providers.brand.adapter import BrandAdapter, parse_response
 from providers.errors import (
     OutcomeUnknown,
     PermanentError,
