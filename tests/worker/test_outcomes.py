@@ -443,11 +443,6 @@ def test_a_row_another_claim_took_over_is_not_written(
     assert stored(row.id) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: record_outcomes computes 'applied' from the status alone, not the lease "
-    "token, so the history shows a move the row never made",
-)
 @pytest.mark.parametrize("answer", list(ANSWERS.values()), ids=list(ANSWERS))
 def test_the_late_answer_of_a_row_taken_over_is_kept_as_not_applied(
     session: Session,
