@@ -215,8 +215,9 @@ def test_each_answer_becomes_its_status_columns_and_event(
 
 WALL_CLOCK_UPDATED_AT = pytest.mark.xfail(
     strict=True,
-    reason="bug: the second UPDATE of a sent answer (provider id, sent_at) lets the column's "
-    "onupdate set updated_at to the wall clock instead of the 'now' given",
+    reason="bug: write_claimed_moves' second UPDATE for sent answers (provider id, sent_at, "
+    "models/ledger/moves.py) lets the column's onupdate set updated_at to the wall clock, "
+    "not the 'now' given",
 )
 
 
@@ -419,8 +420,9 @@ def test_a_row_another_claim_took_over_keeps_its_status_and_claim(
 
 UNGUARDED_SECOND_UPDATE = pytest.mark.xfail(
     strict=True,
-    reason="bug: the second UPDATE of a sent answer (coalesce of provider_message_id and "
-    "sent_at) has no status or token guard: a row under another claim gets them",
+    reason="bug: write_claimed_moves' second UPDATE for sent answers (coalesce of "
+    "provider_message_id and sent_at, models/ledger/moves.py) has no status or token guard: "
+    "a row under another claim gets them",
 )
 
 
