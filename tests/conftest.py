@@ -136,6 +136,44 @@ def _only_the_ledger_writes_statuses() -> Iterator[None]:
     assert not found, "status written outside models/ledger/:\n" + "\n".join(found)
 
 
+# --- run order ------------------------------------------------------------------
+
+# ``@pytest.mark.last`` tests run after every other selected test, whatever
+# their path or the order they were given in: the scan of the run's logs
+# (tests/zz_logs) must come after everything that logs. Nothing depends on
+# the directory's name.
+_FINISHED = pytest.StashKey[set[str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "last: run after every other selected test (tests/conftest.py moves it)"
+    )
+    config.stash[_FINISHED] = set()
+
+
+@pytest.hookimpl(trylast=True)  # after any other plugin's reordering
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A stable sort: the others keep their order, and so do the last ones.
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    item.config.stash[_FINISHED].add(item.nodeid)
+
+
+@pytest.fixture
+def tests_still_to_run(request: pytest.FixtureRequest) -> list[str]:
+    """Selected tests not marked ``last`` that have not run yet: for a ``last``
+    test to show that it really is last."""
+    finished = request.config.stash[_FINISHED]
+    return [
+        item.nodeid
+        for item in request.session.items
+        if item.get_closest_marker("last") is None and item.nodeid not in finished
+    ]
+
+
 def need_service(name: str, error: BaseException) -> None:
     """Skip (or, when services are required, fail) because ``name`` is unreachable."""
     reason = f"{name} not reachable: {type(error).__name__}: {error}"

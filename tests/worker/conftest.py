@@ -12,9 +12,11 @@ from typing import Any
 import fakeredis
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from models.db import make_sessionmaker
+from models.tables import Message, MessageEvent
 from providers.accounts import BrandAccount, PanelSmsAccount
 from providers.base import Adapter
 from providers.brand.adapter import BrandAdapter
@@ -119,3 +121,41 @@ def queued(make_message: Callable[..., Any]) -> Callable[..., list[Any]]:
         return [make_message(**fields) for _ in range(n)]
 
     return factory
+
+
+# --- reading what the user sees: the rows as stored ------------------------------
+
+
+@pytest.fixture
+def stored(session: Session) -> Callable[[str], dict[str, Any]]:
+    """``stored(id)``: the message's columns as the database holds them now
+    (a Core read: the session's cached ``Message`` objects may be stale)."""
+    table = Message.__table__
+
+    def read(message_id: str) -> dict[str, Any]:
+        query = select(table).where(table.c.id == message_id)
+        return dict(session.execute(query).mappings().one())
+
+    return read
+
+
+@pytest.fixture
+def events(session: Session) -> Callable[[str], list[dict[str, Any]]]:
+    """``events(id)``: the message's ``message_events`` rows, oldest first."""
+
+    def read(message_id: str) -> list[dict[str, Any]]:
+        query = (
+            select(
+                MessageEvent.status,
+                MessageEvent.source,
+                MessageEvent.applied,
+                MessageEvent.provider_code,
+                MessageEvent.detail,
+                MessageEvent.created_at,
+            )
+            .where(MessageEvent.message_id == message_id)
+            .order_by(MessageEvent.id)
+        )
+        return [dict(row) for row in session.execute(query).mappings()]
+
+    return read

@@ -2,7 +2,9 @@
 
 ``tests/conftest.py`` keeps every log record of this process (rendered as in
 production, JSON) and ``tests/integration`` adds the logs of its API, worker
-and beat processes. This module runs last (``zz``) and scans them all. Its
+and beat processes. This module is marked ``last`` (``tests/conftest.py``
+moves it after every other selected test, whatever its directory is called)
+and scans them all. Its
 first test makes sure the scan has something to bite on even when run alone:
 it drives the paths that handle secrets (API key auth, the drop-in's
 ``apiKey``, brand's callback ``key``, an OTP text) with logging at DEBUG.
@@ -18,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from smsq.settings import DEFAULT_PROVIDERS
+
+pytestmark = pytest.mark.last  # after every other test: see tests/conftest.py
 
 # Values that must never be logged. Full API keys and webhook secrets by their
 # shape; provider credentials by the values the tests configure; OTPs by the
@@ -58,7 +62,9 @@ def test_the_scanner_finds_what_it_looks_for() -> None:
     assert find_secrets('event="dlr.recorded" prefix="ab12cd34" status="delivered"') == []
 
 
-def test_no_log_line_of_the_run_holds_a_secret() -> None:
+def test_no_log_line_of_the_run_holds_a_secret(tests_still_to_run: list[str]) -> None:
+    # Scanning before the other tests ran would prove nothing about their logs.
+    assert not tests_still_to_run, f"the scan runs before {tests_still_to_run[:5]}"
     archive = Path(os.environ["SMSQ_TEST_LOG_ARCHIVE"])
     for handler in logging.getLogger().handlers:
         handler.flush()
