@@ -64,8 +64,6 @@ DROP_IN_SIMULATOR = "issue 9: the drop-in imports providers.simulator, fixed on 
 KNOWN_BROKEN: dict[str, str] = {
     "cycles in worker": "issue 9: worker.app <-> worker.webhooks.tasks, fixed on the wiring branch",
     "cycles in smsq": "issue 9: smsq.demo <-> smsq.demo_scenario, fixed on the demo branch",
-    "producer imports": DROP_IN_SIMULATOR,
-    "producer names the simulator": DROP_IN_SIMULATOR,
 }
 
 # --- reading the source ---------------------------------------------------------

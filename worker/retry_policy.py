@@ -32,7 +32,9 @@ class RetryPolicy:
         self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None
     ) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        ceiling = min(self.cap, self.base * 2 ** max(0, attempt - 1))
+        # The exponent is bounded: 2**1025 overflows a float, and the cap is
+        # reached long before 2**64 whatever the base.
+        ceiling = min(self.cap, self.base * 2 ** min(64, max(0, attempt - 1)))
         wait = (rng or random).uniform(0, ceiling)
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.cap))

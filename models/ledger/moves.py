@@ -408,15 +408,16 @@ def _write_group(
     ]
     values: dict[str, Any] = {k: bindparam(f"b_{k}") for k in keys}
     values.update(_set_columns(to, now), lease_until=None, lease_token=None)
+    # A row in 'sending' must still be this claim's: after the sweeper took
+    # it, another claim may be sending it right now.
+    mine = or_(MESSAGES.c.status != S.SENDING.value, MESSAGES.c.lease_token == bindparam("b_token"))
     statement = (
         update(MESSAGES)
         .where(
             MESSAGES.c.id == bindparam("b_id"),
             # No IN (...): an expanding parameter cannot go through executemany.
             or_(*(MESSAGES.c.status == source.value for source in sorted(sources_of(to)))),
-            or_(
-                MESSAGES.c.status != S.SENDING.value, MESSAGES.c.lease_token == bindparam("b_token")
-            ),
+            mine,
         )
         .values(values)
     )
@@ -427,12 +428,13 @@ def _write_group(
         # but it still gets the provider's id and the time it was sent.
         connection.execute(
             update(MESSAGES)
-            .where(MESSAGES.c.id == bindparam("b_id"))
+            .where(MESSAGES.c.id == bindparam("b_id"), mine)
             .values(
                 provider_message_id=func.coalesce(
                     MESSAGES.c.provider_message_id, bindparam("b_provider_message_id")
                 ),
                 sent_at=func.coalesce(MESSAGES.c.sent_at, literal(now, MESSAGES.c.sent_at.type)),
+                updated_at=now,
             ),
             params,
         )

@@ -213,20 +213,9 @@ def test_each_answer_becomes_its_status_columns_and_event(
     assert written.retry_codes == case.retry_codes
 
 
-WALL_CLOCK_UPDATED_AT = pytest.mark.xfail(
-    strict=True,
-    reason="bug: write_claimed_moves' second UPDATE for sent answers (provider id, sent_at, "
-    "models/ledger/moves.py) lets the column's onupdate set updated_at to the wall clock, "
-    "not the 'now' given",
-)
-
-
 @pytest.mark.parametrize(
     "case",
-    [
-        pytest.param(c, id=name, marks=[WALL_CLOCK_UPDATED_AT] if c.row["status"] is S.SENT else [])
-        for name, c in CASES.items()
-    ],
+    [pytest.param(c, id=name) for name, c in CASES.items()],
 )
 def test_updated_at_is_the_time_of_the_answer(
     session: Session, make_message: MakeMessage, stored: Stored, case: Case
@@ -418,20 +407,9 @@ def test_a_row_another_claim_took_over_keeps_its_status_and_claim(
     assert (after["finished_at"], after["retry_at"], after["error_code"]) == (None, None, None)
 
 
-UNGUARDED_SECOND_UPDATE = pytest.mark.xfail(
-    strict=True,
-    reason="bug: write_claimed_moves' second UPDATE for sent answers (coalesce of "
-    "provider_message_id and sent_at, models/ledger/moves.py) has no status or token guard: "
-    "a row under another claim gets them",
-)
-
-
 @pytest.mark.parametrize(
     "answer",
-    [
-        pytest.param(a, id=name, marks=[UNGUARDED_SECOND_UPDATE] if name == "accepted" else [])
-        for name, a in ANSWERS.items()
-    ],
+    [pytest.param(a, id=name) for name, a in ANSWERS.items()],
 )
 def test_a_row_another_claim_took_over_is_not_written(
     session: Session,

@@ -108,11 +108,5 @@ def test_the_defaults_end_every_retry() -> None:
     assert verdict is Verdict.GIVE_UP
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="bug: base * 2**(attempt-1) overflows a float past attempt 1025; "
-    "SMSQ_MAX_ATTEMPTS has no upper bound, so record_outcomes would raise for the whole batch",
-)
 def test_the_wait_stays_at_the_cap_for_any_attempt_number() -> None:
     assert POLICY.backoff(1026, rng=Highest()) == POLICY.cap
