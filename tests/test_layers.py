@@ -59,7 +59,6 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
 # Rules today's code breaks, each fixed on its own branch (issue 9): the test
 # of that rule is an xfail(strict) until then, so it turns red the day the
 # fix lands and this entry must go.
-DROP_IN_SIMULATOR = "issue 9: the drop-in imports providers.simulator, fixed on the vendor branch"
 # Keys: "cycles in <package>", "<layer> imports", "<package> names the simulator".
 KNOWN_BROKEN: dict[str, str] = {
     "cycles in worker": "issue 9: worker.app <-> worker.webhooks.tasks, fixed on the wiring branch",
