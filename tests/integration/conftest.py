@@ -184,6 +184,12 @@ class Live:
                 query = query.where(getattr(Message, column) == value)
             return {status: n for status, n in session.execute(query)}
 
+    def count_sent_at(self) -> int:
+        """Messages whose send time the worker has written."""
+        with self.sessions() as session:
+            query = select(func.count()).where(Message.sent_at.is_not(None))
+            return session.scalar(query) or 0
+
     def wait_until(self, check: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
