@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import redis
 import structlog
@@ -47,6 +47,9 @@ from providers.simulator import Simulator, run_in_thread
 from providers.simulator.server import ServerThread
 from smsq.settings import DEFAULT_PROVIDERS, Settings, get_settings
 from smsq.simulator_setup import simulator_config
+
+if TYPE_CHECKING:
+    from worker.app import Worker
 
 log = structlog.get_logger("smsq.demo")
 
@@ -229,6 +232,7 @@ class EmbeddedStack:
         """The simulators, by adapter: ``panelsms`` and ``brand``."""
         self.simulator_urls: dict[str, str] = {}
         self.api_url = ""
+        self.worker: Worker | None = None
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -307,13 +311,11 @@ class EmbeddedStack:
 
     def _start_workers(self) -> None:
         from smsq.names import QUEUE_CAMPAIGN, QUEUE_OTP, QUEUE_TRANSACTIONAL
-        from worker import tasks  # noqa: F401 -- registers the tasks
-        from worker.app import app
+        from worker.app import make_worker
 
-        settings = get_settings()
-        # worker.app may have been imported before our environment was set.
+        worker = self.worker = make_worker(get_settings())
+        app = worker.celery
         app.conf.update(
-            broker_url=settings.effective_broker_url,
             broker_transport_options={
                 **app.conf.broker_transport_options,
                 "polling_interval": BROKER_POLL_INTERVAL,
@@ -321,10 +323,9 @@ class EmbeddedStack:
         )
         app.finalize()
         app.set_current()
-        from worker.runtime import close_runtimes
 
         workers: list[WorkerThread] = []
-        self._exit.callback(close_runtimes)  # after the workers and beat stopped
+        self._exit.callback(worker.close)  # after the workers and beat stopped
         self._exit.callback(stop_workers, workers)
         # One after the other: a worker's queue selection is set on the app
         # and read when its consumer starts.
@@ -332,18 +333,20 @@ class EmbeddedStack:
             ("latency@demo", [QUEUE_OTP, QUEUE_TRANSACTIONAL], 2),
             ("bulk@demo", [QUEUE_CAMPAIGN], self.options.bulk_threads),
         ):
-            worker = WorkerThread(app, hostname, queues, threads)
-            workers.append(worker)
-            worker.start()
+            thread = WorkerThread(app, hostname, queues, threads)
+            workers.append(thread)
+            thread.start()
 
     def _beat(self) -> None:
         """The promoter every ``SMSQ_PROMOTE_INTERVAL``, as ``smsq beat`` schedules it."""
         from worker.tasks import promote_scheduled
 
         interval = get_settings().promote_interval
+        assert self.worker is not None  # started before the beat
+        runtime = self.worker.runtime
         while not self._stop.wait(interval):
             try:
-                promote_scheduled()
+                promote_scheduled(runtime.get())
             except Exception as exc:  # keep beating: the next tick may succeed
                 log.warning("demo promoter failed", error=f"{type(exc).__name__}: {exc}")
 

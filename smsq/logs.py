@@ -1,20 +1,24 @@
 """Structured logs (structlog) routed through the standard ``logging`` module.
 
 JSON lines in production (``SMSQ_LOG_JSON=1``), readable key=value lines in a
-terminal. Going through ``logging`` means one level setting and one handler
-for our logs, Celery's, uvicorn's and SQLAlchemy's, and lets tests capture
-them. A leaf like ``smsq.settings``: any package may call :func:`configure`.
-Messages never carry credentials, API keys or OTP texts: callers log ids,
-statuses and codes, not message bodies.
+terminal; ``SMSQ_LOG_JSON`` and ``SMSQ_LOG_LEVEL`` are read by ``smsq.settings``
+like every other setting (:func:`configure_from`). Going through ``logging``
+means one level setting and one handler for our logs, Celery's, uvicorn's and
+SQLAlchemy's, and lets tests capture them. A leaf like ``smsq.settings``: any
+package may call :func:`configure`. Messages never carry credentials, API keys
+or OTP texts: callers log ids, statuses and codes, not message bodies.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
+from typing import TYPE_CHECKING
 
 import structlog
+
+if TYPE_CHECKING:
+    from smsq.settings import Settings
 
 _configured = False
 
@@ -39,15 +43,18 @@ def formatter(*, json: bool) -> logging.Formatter:
     )
 
 
-def configure(*, json: bool | None = None, level: str | None = None) -> None:
+def configure_from(settings: Settings, *, default_level: str = "INFO") -> None:
+    """:func:`configure` with ``SMSQ_LOG_JSON`` and ``SMSQ_LOG_LEVEL`` (``default_level``
+    when unset: a service logs at INFO, an operator command only warns)."""
+    configure(json=settings.log_json, level=settings.log_level or default_level)
+
+
+def configure(*, json: bool = False, level: str = "INFO") -> None:
     """Set up structlog and the root handler once per process."""
     global _configured
     if _configured:
         return
     _configured = True
-    if json is None:
-        json = os.environ.get("SMSQ_LOG_JSON", "") not in ("", "0", "false")
-    level = level or os.environ.get("SMSQ_LOG_LEVEL", "INFO")
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

@@ -132,6 +132,12 @@ class Settings(BaseSettings):
         description="Prometheus /metrics of a worker (main process) on this port; unset: none",
     )
 
+    # --- logs (smsq.logs)
+    log_json: bool = Field(default=False, description="JSON log lines instead of key=value")
+    log_level: str | None = Field(
+        default=None, description="log level; unset: INFO (services), WARNING (commands)"
+    )
+
     # --- status webhooks to customers
     webhook_secret: SecretStr | None = Field(
         default=None, description="signs webhooks of messages sent with the Python API"
@@ -146,6 +152,14 @@ class Settings(BaseSettings):
     webhook_retry_for: int = Field(
         default=86_400, gt=0, description="retry a failing webhook this long"
     )
+
+    @field_validator("log_json", mode="before")
+    @classmethod
+    def _log_json_unless_off(cls, value: Any) -> Any:
+        # Any value but empty, 0 and false turns JSON on (as it always has).
+        if isinstance(value, str):
+            return value.strip().lower() not in ("", "0", "false")
+        return value
 
     @field_validator("public_url")
     @classmethod

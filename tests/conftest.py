@@ -8,6 +8,7 @@ cannot turn the suite silently green.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import re
@@ -15,6 +16,7 @@ import shutil
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,13 @@ from models.sms_text import analyze
 from models.status import MessageKind
 from models.tables import Base, Campaign, Message
 from smsq import logs
+from smsq.names import (
+    QUEUE_CAMPAIGN,
+    QUEUE_WEBHOOKS,
+    TASK_DELIVER_WEBHOOK,
+    TASK_SEND,
+    TASK_START_CAMPAIGN,
+)
 
 THIS_FILE = Path(__file__).resolve()
 REDIS_URL = os.environ.get("SMSQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -327,6 +336,53 @@ def make_campaign(session: Session) -> Callable[..., Campaign]:
         return campaign
 
     return factory
+
+
+# --- publishing ------------------------------------------------------------------
+
+
+@dataclass
+class RecordingPublisher:
+    """Stands in for the broker (smsq.publisher.Publisher): keeps what would have
+    been published. ``tasks``: (task, args, kwargs, queue) of every task;
+    ``calls``: (ids, queue, countdown) of the send tasks."""
+
+    tasks: list[tuple[str, list[Any], dict[str, Any], str]] = field(default_factory=list)
+    calls: list[tuple[list[str], str, float | None]] = field(default_factory=list)
+    accept: bool = True
+
+    def send_messages(
+        self,
+        ids: list[str],
+        *,
+        queue: str,
+        eta: dt.datetime | None = None,
+        countdown: float | None = None,
+        resend_unknown: bool = False,
+    ) -> bool:
+        kwargs = {"resend_unknown": True} if resend_unknown else {}
+        self.tasks.append((TASK_SEND, [list(ids)], kwargs, queue))
+        self.calls.append((list(ids), queue, countdown))
+        return self.accept
+
+    def start_campaign(
+        self, campaign_id: str, *, eta: dt.datetime | None = None, queue: str = QUEUE_CAMPAIGN
+    ) -> bool:
+        self.tasks.append((TASK_START_CAMPAIGN, [campaign_id], {}, queue))
+        return self.accept
+
+    def deliver_webhook(self, delivery_id: str, *, countdown: float | None = None) -> bool:
+        self.tasks.append((TASK_DELIVER_WEBHOOK, [delivery_id], {}, QUEUE_WEBHOOKS))
+        return self.accept
+
+    @property
+    def ids(self) -> list[str]:
+        return [i for ids, _, _ in self.calls for i in ids]
+
+
+@pytest.fixture
+def recording_publisher() -> RecordingPublisher:
+    return RecordingPublisher()
 
 
 # --- provider accounts -----------------------------------------------------------

@@ -7,12 +7,21 @@ behind tasks a busy process has reserved; a visibility timeout longer than any
 ETA we set (checked by ``Settings``); JSON only; no result backend (outcomes
 are in the database).
 
+Nothing happens at import: :func:`make_worker` builds a worker from a
+``Settings`` object (the Celery app, its tasks, the process's runtime, the
+metrics and the startup checks hooked to the worker's signals). The module
+attribute ``app`` is for ``celery -A worker.app``: Celery's ``find_app`` reads
+``worker.app.app``, and this module's ``__getattr__`` (PEP 562) builds it from
+the process's settings on that first read.
+
 Before the pool forks, the worker's main process runs the startup checks
 (:mod:`worker.startup_checks`) and exits non-zero on a setup that loses work.
 """
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -29,20 +38,21 @@ from smsq.names import (
     TASK_DELIVER_WEBHOOK,
     TASK_DISPATCH_WEBHOOKS,
     TASK_PROMOTE,
-    TASK_SEND,
     TASK_START_CAMPAIGN,
     TASK_SWEEP,
 )
-from smsq.settings import get_settings
+from smsq.publisher import TaskPublisher
+from smsq.settings import Settings, get_settings
 from worker import metrics as worker_metrics
-from worker import runtime
+from worker import tasks
+from worker.runtime import ProcessRuntime, Runtime
 from worker.startup_checks import StartupCheckFailed, check_worker_setup
+from worker.webhooks import tasks as webhook_tasks
 
 
-def make_app() -> Celery:
-    logs.configure()
-    settings = get_settings()
-    celery = Celery("smsq", include=["worker.tasks", "worker.webhooks.tasks"])
+def make_celery(settings: Settings) -> Celery:
+    """The Celery app with smsq's configuration, no task yet."""
+    celery = Celery("smsq")
     celery.conf.update(
         broker_url=settings.effective_broker_url,
         broker_connection_retry_on_startup=True,
@@ -80,46 +90,83 @@ def make_app() -> Celery:
     return celery
 
 
-app = make_app()
-worker_metrics.install(
-    app,
-    port=get_settings().metrics_port,
-    broker_url=get_settings().effective_broker_url,
-)
+@dataclass
+class Worker:
+    """A worker's parts, made by :func:`make_worker`: its app, runtime and hooks."""
+
+    settings: Settings
+    celery: Celery
+    runtime: ProcessRuntime
+    metrics: worker_metrics.WorkerMetrics
+
+    def connect(self) -> Worker:
+        worker_init.connect(self.refuse_unsafe_setup, weak=False)
+        worker_process_init.connect(self.fresh_resources_after_fork, weak=False)
+        return self
+
+    def disconnect(self) -> None:
+        """Unhook from Celery's signals (tests, the demo: more than one app per process)."""
+        worker_init.disconnect(self.refuse_unsafe_setup)
+        worker_process_init.disconnect(self.fresh_resources_after_fork)
+        self.metrics.disconnect()
+
+    def close(self) -> None:
+        """Unhook and close the runtime, once the threads using it have stopped."""
+        self.disconnect()
+        self.runtime.close()
+
+    def fresh_resources_after_fork(self, **_: Any) -> None:
+        self.runtime.forget()
+
+    def refuse_unsafe_setup(self, sender: Any = None, **_: Any) -> None:
+        """Run the startup checks in the worker's main process, before the pool forks.
+
+        Celery logs and swallows an ``Exception`` raised by a signal handler, so a
+        refusal leaves as ``SystemExit``: the worker stops with the message on
+        stderr and exit status 1.
+        """
+        celery = getattr(sender, "app", None)
+        if celery is not self.celery:
+            return  # another Celery app in this process (tests): not ours to check
+        try:
+            check_worker_setup(
+                self.settings,
+                broker_url=str(celery.conf.broker_url),
+                broker_transport_options=celery.conf.broker_transport_options,
+            )
+        except StartupCheckFailed as exc:
+            structlog.get_logger("smsq.startup").error("worker_refused", reason=str(exc))
+            raise SystemExit(f"smsq worker refused to start: {exc}") from None
 
 
-def _enqueue(ids: list[str], queue: str, countdown: float | None) -> None:
-    app.send_task(TASK_SEND, args=[ids], queue=queue, countdown=countdown)
+def make_worker(settings: Settings) -> Worker:
+    """A worker built from ``settings``: nothing connects until it runs a task."""
+    logs.configure_from(settings)
+    celery = make_celery(settings)
+    publisher = TaskPublisher(lambda: celery, fail_soft=False)
+    runtime = ProcessRuntime(lambda: Runtime(settings, publisher))
+    tasks.register(celery, runtime)
+    webhook_tasks.register(celery, runtime)
+    metrics = worker_metrics.install(
+        celery, port=settings.metrics_port, broker_url=settings.effective_broker_url
+    )
+    return Worker(settings, celery, runtime, metrics).connect()
 
 
-runtime.configure(lambda: _enqueue)
+def make_app(settings: Settings | None = None) -> Celery:
+    """The Celery app of a worker built from ``settings`` (default: the environment's)."""
+    return make_worker(settings or get_settings()).celery
 
 
-@worker_process_init.connect
-def _fresh_resources_after_fork(**_: Any) -> None:
-    runtime.reset_runtime()
-    from worker.webhooks import tasks as webhook_tasks  # imports this module: not at the top
-
-    webhook_tasks.reset()
+_lock = threading.Lock()
 
 
-@worker_init.connect
-def _refuse_unsafe_setup(sender: Any = None, **_: Any) -> None:
-    """Run the startup checks in the worker's main process, before the pool forks.
-
-    Celery logs and swallows an ``Exception`` raised by a signal handler, so a
-    refusal leaves as ``SystemExit``: the worker stops with the message on
-    stderr and exit status 1.
-    """
-    celery = getattr(sender, "app", None)
-    if celery is None or celery.main != app.main:
-        return  # another Celery app in this process (tests): not ours to check
-    try:
-        check_worker_setup(
-            get_settings(),
-            broker_url=str(celery.conf.broker_url),
-            broker_transport_options=celery.conf.broker_transport_options,
-        )
-    except StartupCheckFailed as exc:
-        structlog.get_logger("smsq.startup").error("worker_refused", reason=str(exc))
-        raise SystemExit(f"smsq worker refused to start: {exc}") from None
+def __getattr__(name: str) -> Any:
+    """``worker.app.app``: the process's app, built on first read (``celery -A worker.app``)."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with _lock:
+        built = globals().get("app")
+        if built is None:
+            built = globals()["app"] = make_app()
+    return built

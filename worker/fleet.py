@@ -43,12 +43,10 @@ from models.status import (
 from models.tables import Campaign, Message
 from providers.registry import report_status_field
 from smsq.names import (
-    QUEUE_CAMPAIGN,
     QUEUE_FOR_KIND,
     QUEUES,
-    TASK_SEND,
-    TASK_START_CAMPAIGN,
 )
+from smsq.publisher import Publisher
 from smsq.settings import Settings
 from worker.broker import broker_data_lost, queue_depth
 from worker.sweeper import sweep
@@ -62,10 +60,6 @@ S = MessageStatus
 ORPHAN_REPORT_LIFETIME = dt.timedelta(days=1)
 ERRORS_WINDOW = dt.timedelta(hours=1)
 INSPECT_TIMEOUT = 1.0  # seconds to wait for workers to answer ``active_queues``
-
-# task name, args, kwargs, queue: how work is published (Celery's send_task).
-Publish = Callable[[str, list[Any], dict[str, Any], str], None]
-
 
 # --- status ------------------------------------------------------------------
 
@@ -482,14 +476,19 @@ def requeue(
 
 
 def publish_batches(
-    publish: Publish, by_queue: dict[str, list[str]], size: int, **kwargs: Any
+    publisher: Publisher,
+    by_queue: dict[str, list[str]],
+    size: int,
+    *,
+    resend_unknown: bool = False,
 ) -> int:
-    """Publish ``smsq.send_messages`` tasks of at most ``size`` ids; the task count."""
+    """Publish ``smsq.send_messages`` tasks of at most ``size`` ids; how many the broker took."""
     tasks = 0
     for queue, ids in by_queue.items():
         for start in range(0, len(ids), size):
-            publish(TASK_SEND, [ids[start : start + size]], dict(kwargs), queue)
-            tasks += 1
+            batch = ids[start : start + size]
+            if publisher.send_messages(batch, queue=queue, resend_unknown=resend_unknown):
+                tasks += 1
     return tasks
 
 
@@ -511,7 +510,7 @@ def reconcile(
     *,
     settings: Settings,
     broker: redis.Redis | None,
-    publish: Publish,
+    publisher: Publisher,
     now: dt.datetime,
 ) -> ReconcileReport:
     """One sweep (``worker.sweeper``) now, and publish what it decided.
@@ -536,11 +535,10 @@ def reconcile(
         replay_orphans(session, status_field_of=report_status_field)
         drop_old_orphans(session, older_than=now - ORPHAN_REPORT_LIFETIME)
     size = settings.batch_size
-    tasks = publish_batches(publish, plan.requeue, size)
-    tasks += publish_batches(publish, plan.resend_unknown, size, resend_unknown=True)
+    tasks = publish_batches(publisher, plan.requeue, size)
+    tasks += publish_batches(publisher, plan.resend_unknown, size, resend_unknown=True)
     for campaign_id in plan.restart_campaigns:
-        publish(TASK_START_CAMPAIGN, [campaign_id], {}, QUEUE_CAMPAIGN)
-        tasks += 1
+        tasks += publisher.start_campaign(campaign_id)
     report = ReconcileReport(
         broker_lost=plan.broker_lost,
         requeued=plan.requeued,

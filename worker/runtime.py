@@ -1,9 +1,15 @@
-"""Per-process resources of a worker: DB engine, Redis, HTTP client, adapters,
-token buckets and the event loop the async sending runs on.
+"""The resources of one worker process: DB engine, Redis, HTTP clients, adapters,
+token buckets, the webhook outbox's cursor, the task publisher, and the event
+loops the async sending runs on.
 
-Built lazily on first use in each process and thrown away after a fork
-(``worker_process_init`` calls :func:`reset_runtime`), so a prefork child never
-shares a socket, a connection pool or an aiohttp session with its parent.
+A :class:`Runtime` is made from a ``Settings`` object on first use (never at
+import) and owned by :class:`ProcessRuntime`, which forgets it after a fork
+(``worker_process_init``), so a prefork child never shares a socket, a
+connection pool or an aiohttp session with its parent.
+
+Everything is shared by the process's threads except the event loop and the
+async HTTP client bound to it: a loop runs one batch at a time, so each thread
+of a thread pool (or of the in-process demo) has its own :class:`SendLoop`.
 """
 
 from __future__ import annotations
@@ -12,22 +18,22 @@ import asyncio
 import datetime as dt
 import threading
 from collections.abc import Callable, Coroutine
-from functools import cached_property
 from typing import Any, TypeVar
 
 import httpx
 import redis
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import make_engine, make_sessionmaker
 from providers.base import Adapter
 from providers.http import make_async_client
 from providers.registry import make_adapter
-from smsq.settings import Settings, get_settings
+from smsq.publisher import Publisher
+from smsq.settings import Settings
 from worker.retry_policy import RetryPolicy
-from worker.sending import Enqueue, SendContext
+from worker.sending import SendContext
 from worker.throttle import TokenBucket
+from worker.webhooks.outbox import OutboxCursor
+from worker.webhooks.sender import make_client
 
 T = TypeVar("T")
 
@@ -41,45 +47,64 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-class Runtime:
-    def __init__(self, settings: Settings, enqueue: Enqueue) -> None:
-        self.settings = settings
-        self.enqueue = enqueue
+class SendLoop:
+    """One thread's event loop and the async HTTP client bound to it."""
+
+    def __init__(self, max_connections: int) -> None:
         self.loop = new_event_loop()
-        self._buckets: dict[str, TokenBucket] = {}
+        self._max_connections = max_connections
         self._client: httpx.AsyncClient | None = None
 
-    @cached_property
-    def engine(self) -> Engine:
-        return make_engine(self.settings.database_url)
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            # Created inside the loop that will use it (aiohttp binds to it).
+            self._client = self.run(self._make_client())
+        return self._client
 
-    @cached_property
-    def sessions(self) -> sessionmaker[Session]:
-        return make_sessionmaker(self.engine)
+    async def _make_client(self) -> httpx.AsyncClient:
+        return make_async_client(max_connections=self._max_connections)
 
-    @cached_property
-    def store(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url)
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coro)
 
-    @cached_property
-    def broker_redis(self) -> redis.Redis | None:
-        url = self.settings.effective_broker_url
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            return None
-        return redis.Redis.from_url(url)
+    def close(self) -> None:
+        if self._client is not None:
+            self.run(self._client.aclose())
+            self._client = None
+        self.loop.close()
 
-    @cached_property
-    def adapters(self) -> dict[str, Adapter]:
-        s = self.settings
-        return {
+
+class Runtime:
+    """A worker process's clients and caches, made from its settings.
+
+    Making one opens nothing: engines, Redis clients and HTTP clients connect
+    on their first request.
+    """
+
+    def __init__(self, settings: Settings, publisher: Publisher) -> None:
+        s = self.settings = settings
+        self.publisher = publisher
+        self.engine = make_engine(s.database_url)
+        self.sessions = make_sessionmaker(self.engine)
+        self.store = redis.Redis.from_url(s.redis_url)
+        url = s.effective_broker_url
+        self.broker_redis = (
+            redis.Redis.from_url(url)
+            if url.startswith(("redis://", "rediss://", "unix://"))
+            else None
+        )
+        self.adapters: dict[str, Adapter] = {
             name: make_adapter(account, public_url=s.public_url, max_parts=s.max_parts)
             for name, account in s.providers.items()
         }
-
-    @cached_property
-    def policy(self) -> RetryPolicy:
-        s = self.settings
-        return RetryPolicy(base=s.retry_base, cap=s.retry_cap, max_attempts=s.max_attempts)
+        self.policy = RetryPolicy(base=s.retry_base, cap=s.retry_cap, max_attempts=s.max_attempts)
+        self.webhook_client = make_client()
+        # Status events at or below it are all made into deliveries (worker.webhooks.outbox).
+        self.outbox_cursor = OutboxCursor()
+        self._buckets: dict[str, TokenBucket] = {}
+        self._local = threading.local()
+        self._loops: list[SendLoop] = []
+        self._lock = threading.Lock()
 
     def bucket(self, provider: str) -> TokenBucket:
         account = self.settings.providers[provider]
@@ -99,74 +124,73 @@ class Runtime:
             )
         return self._buckets[provider]
 
+    def send_loop(self) -> SendLoop:
+        """This thread's loop, made on its first use."""
+        loop: SendLoop | None = getattr(self._local, "loop", None)
+        if loop is None:
+            loop = self._local.loop = SendLoop(self.settings.send_concurrency)
+            with self._lock:
+                self._loops.append(loop)
+        return loop
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.send_loop().run(coro)
+
     def send_context(self) -> SendContext:
-        if self._client is None:
-            # Created inside the loop that will use it (aiohttp binds to it).
-            self._client = self.run(self._make_client())
         return SendContext(
             sessions=self.sessions,
-            client=self._client,
+            client=self.send_loop().client(),
             adapters=self.adapters,
             bucket=self.bucket,
-            enqueue=self.enqueue,
+            publisher=self.publisher,
             policy=self.policy,
             lease=self.settings.sending_lease,
             send_concurrency=self.settings.send_concurrency,
         )
 
-    async def _make_client(self) -> httpx.AsyncClient:
-        return make_async_client(max_connections=self.settings.send_concurrency)
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
-
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
 
     def close(self) -> None:
-        if self._client is not None:
-            self.run(self._client.aclose())
-            self._client = None
-        self.loop.close()
-        if "engine" in self.__dict__:
-            self.engine.dispose()
+        """Close every thread's loop and the clients, once the threads using them have stopped."""
+        with self._lock:
+            loops, self._loops = self._loops, []
+        for loop in loops:
+            loop.close()
+        self._local = threading.local()
+        self.webhook_client.close()
+        self.store.close()
+        if self.broker_redis is not None:
+            self.broker_redis.close()
+        self.engine.dispose()
 
 
-# One runtime per thread: its event loop can run one batch at a time, so each
-# thread of a thread pool (or of the in-process demo) needs its own. A prefork
-# child or a solo worker has one thread, hence one runtime per process.
-_local = threading.local()
-# Every runtime made here, held until close_runtimes(): a thread that ends
-# would otherwise drop its runtime to the garbage collector, unclosed.
-_made: list[Runtime] = []
-_enqueue_factory: Callable[[], Enqueue] | None = None
+class ProcessRuntime:
+    """The process's one :class:`Runtime`, made on first use by ``make``."""
 
+    def __init__(self, make: Callable[[], Runtime]) -> None:
+        self._make = make
+        self._runtime: Runtime | None = None
+        self._lock = threading.Lock()
 
-def configure(enqueue_factory: Callable[[], Enqueue]) -> None:
-    """Tell the runtime how to enqueue (the Celery app does, at import)."""
-    global _enqueue_factory
-    _enqueue_factory = enqueue_factory
+    def get(self) -> Runtime:
+        runtime = self._runtime
+        if runtime is None:
+            with self._lock:
+                if self._runtime is None:
+                    self._runtime = self._make()
+                runtime = self._runtime
+        return runtime
 
+    def forget(self) -> None:
+        """After a fork: drop the parent's resources (never close them: they are the parent's)."""
+        self._runtime = None
+        self._lock = threading.Lock()
 
-def get_runtime() -> Runtime:
-    runtime: Runtime | None = getattr(_local, "runtime", None)
-    if runtime is None:
-        if _enqueue_factory is None:
-            raise RuntimeError("worker.runtime.configure() was not called (import worker.app)")
-        runtime = _local.runtime = Runtime(get_settings(), _enqueue_factory())
-        _made.append(runtime)
-    return runtime
-
-
-def reset_runtime() -> None:
-    """Forget the parent's resources after a fork (never close them: they are the parent's)."""
-    _local.runtime = None
-    _made.clear()
-
-
-def close_runtimes() -> None:
-    """Close every runtime this process made, once the threads using them have
-    stopped (a process embedding workers in threads, such as ``smsq demo``)."""
-    _local.runtime = None
-    while _made:
-        _made.pop().close()
+    def close(self) -> None:
+        """Close the runtime (a process embedding workers in threads, such as ``smsq demo``,
+        once they have stopped); the next :meth:`get` makes a new one."""
+        with self._lock:
+            runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            runtime.close()

@@ -49,6 +49,7 @@ from providers.base import Accepted, Adapter, Outbound, Outcome, Recipient, Reje
 from providers.errors import OutcomeUnknown, Throttled
 from providers.registry import report_status_field
 from smsq.names import QUEUE_FOR_KIND
+from smsq.publisher import Publisher
 from worker.campaign_progress import finish_campaigns
 from worker.claims import Claimed, claim, expire_overdue, release, renew_lease
 from worker.metrics import BUCKET_RELEASED, BUCKET_WAIT, SEND_LATENCY
@@ -61,9 +62,6 @@ log = structlog.get_logger("smsq.worker")
 MAX_TOKEN_WAIT = 5.0  # seconds a batch may wait for tokens before giving rows back
 ERROR_RETRY_DELAY = 5.0  # seconds before rows given back after an internal error are retried
 
-# ids, queue, countdown seconds (None = now)
-Enqueue = Callable[[list[str], str, float | None], None]
-
 
 @dataclass
 class SendContext:
@@ -73,7 +71,7 @@ class SendContext:
     client: httpx.AsyncClient
     adapters: Mapping[str, Adapter]
     bucket: Callable[[str], TokenBucket]
-    enqueue: Enqueue
+    publisher: Publisher
     policy: RetryPolicy
     lease: float
     send_concurrency: int = 100
@@ -172,10 +170,10 @@ async def _send_claimed(
     result.released = len(released)
 
     for (queue, countdown), retry_ids in _retry_batches(result.written).items():
-        ctx.enqueue(retry_ids, queue, countdown)
+        ctx.publisher.send_messages(retry_ids, queue=queue, countdown=countdown)
     if released:
         for queue, rel_ids in _by_queue(released).items():
-            ctx.enqueue(rel_ids, queue, max(waits, default=1.0))
+            ctx.publisher.send_messages(rel_ids, queue=queue, countdown=max(waits, default=1.0))
     log.info(
         "batch sent",
         claimed=result.claimed,

@@ -42,8 +42,8 @@ log = structlog.get_logger("smsq.http")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    logs.configure()  # once per process; SMSQ_LOG_LEVEL / SMSQ_LOG_JSON
     settings = settings if settings is not None else get_settings()
+    logs.configure_from(settings)  # once per process; SMSQ_LOG_LEVEL / SMSQ_LOG_JSON
     database = Database(settings.database_url)
 
     @asynccontextmanager

@@ -22,7 +22,6 @@ import dataclasses
 import datetime as dt
 import enum
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,7 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from producer.api import Producer
 from producer.errors import InvalidField
 from smsq import logs
-from smsq.settings import ProvidersFileError
+from smsq.settings import ProvidersFileError, get_settings
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -153,7 +152,7 @@ def quiet_logs() -> None:
     An operator command's own output is the result; info lines about
     enqueueing would only bury it (and stdout stays clean for ``--json``).
     """
-    logs.configure(level=os.environ.get("SMSQ_LOG_LEVEL", "WARNING"))
+    logs.configure_from(get_settings(), default_level="WARNING")
 
 
 @contextmanager

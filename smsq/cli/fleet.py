@@ -28,7 +28,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import make_engine, make_sessionmaker
 from models.status import MessageStatus
-from producer.enqueue import CeleryEnqueuer
 from smsq.cli.common import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -44,6 +43,7 @@ from smsq.cli.common import (
     when,
 )
 from smsq.names import QUEUES
+from smsq.publisher import Publisher, TaskPublisher, client_app
 from smsq.settings import Settings, get_settings
 from worker import fleet
 
@@ -65,7 +65,7 @@ class FleetContext:
     store: redis.Redis | None
     broker: redis.Redis | None
     workers: Callable[[], list[fleet.WorkerInfo]] | None
-    publish: fleet.Publish
+    publisher: Publisher
     purge: Callable[[str], int]
     closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -90,12 +90,9 @@ def _default_context() -> FleetContext:
     store = _redis(settings.redis_url)
     broker_url = settings.effective_broker_url
     broker = _redis(broker_url) if broker_url.startswith(("redis://", "rediss://")) else None
-    enqueuer = CeleryEnqueuer(broker_url)
-
-    def publish(task: str, args: list[Any], kwargs: dict[str, Any], queue: str) -> None:
-        enqueuer.app.send_task(task, args=args, kwargs=kwargs, queue=queue)
-
-    closers: list[Callable[[], None]] = [enqueuer.close, store.close, engine.dispose]
+    # Raises when the broker does not take a task: the command says so.
+    publisher = TaskPublisher(lambda: client_app(broker_url), fail_soft=False)
+    closers: list[Callable[[], None]] = [publisher.close, store.close, engine.dispose]
     if broker is not None:
         closers.append(broker.close)
     return FleetContext(
@@ -103,9 +100,9 @@ def _default_context() -> FleetContext:
         sessions=sessions,
         store=store,
         broker=broker,
-        workers=lambda: fleet.inspect_workers(enqueuer.app),
-        publish=publish,
-        purge=lambda queue: fleet.purge_queue(enqueuer.app, queue),
+        workers=lambda: fleet.inspect_workers(publisher.app),
+        publisher=publisher,
+        purge=lambda queue: fleet.purge_queue(publisher.app, queue),
         closers=closers,
     )
 
@@ -409,7 +406,7 @@ def retry_command(
 
 def _publish_requeued(ctx: FleetContext, done: fleet.RetryResult) -> bool:
     try:
-        fleet.publish_batches(ctx.publish, done.requeued, ctx.settings.batch_size)
+        fleet.publish_batches(ctx.publisher, done.requeued, ctx.settings.batch_size)
     except Exception:
         # The rows are committed as queued: the sweeper re-enqueues them.
         return False
@@ -431,7 +428,7 @@ def reconcile_command(as_json: JsonFlag = False) -> None:
                 ctx.sessions,
                 settings=ctx.settings,
                 broker=ctx.broker,
-                publish=ctx.publish,
+                publisher=ctx.publisher,
                 now=now(),
             )
         except redis.RedisError as exc:

@@ -169,9 +169,13 @@ def worker(
 
     Example: [bold]smsq worker --queues otp,transactional --concurrency 4[/bold]
     """
-    _prometheus_multiprocess_dir()  # before worker.app imports prometheus_client
+    # First thing: prometheus_client picks its multiprocess mode when imported
+    # (by the worker's modules), and the pool's children inherit the directory.
+    _prometheus_multiprocess_dir()
     from smsq.names import QUEUES
-    from worker.app import app as celery_app
+    from worker.app import make_app
+
+    celery_app = make_app(get_settings())
 
     wanted = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = sorted(set(wanted) - set(QUEUES))
@@ -206,9 +210,9 @@ def beat(
 
     Example: [bold]smsq beat[/bold]
     """
-    from worker.app import app as celery_app
+    from worker.app import make_app
 
-    celery_app.start(["beat", "-s", schedule, "-l", "info"])
+    make_app(get_settings()).start(["beat", "-s", schedule, "-l", "info"])
 
 
 def masked_url(url: str) -> str:

@@ -49,12 +49,11 @@ def cli(
     write_providers: Callable[..., Path],
     sessions: sessionmaker[Session],
     monkeypatch: pytest.MonkeyPatch,
+    recording_publisher: Any,
 ) -> Iterator[Cli]:
     settings = Settings(database_url=db_url, providers_file=write_providers())
     c = Cli(store=fakeredis.FakeRedis(), broker=fakeredis.FakeRedis())
-
-    def publish(task: str, args: list[Any], kwargs: dict[str, Any], queue: str) -> None:
-        c.published.append((task, args, kwargs, queue))
+    c.published = recording_publisher.tasks
 
     def purge(queue: str) -> int:
         c.purged.append(queue)
@@ -67,7 +66,7 @@ def cli(
             store=c.store,
             broker=c.broker,
             workers=lambda: [fleet.WorkerInfo("celery@bulk-1", ["campaign"])],
-            publish=publish,
+            publisher=recording_publisher,
             purge=purge,
         )
 

@@ -1,5 +1,5 @@
 """A worker's sending context without a broker: the test's database, fakeredis
-buckets, the simulator through MockTransport, and an enqueue that records."""
+buckets, the simulator through MockTransport, and a publisher that records."""
 
 from __future__ import annotations
 
@@ -28,20 +28,6 @@ from worker.throttle import TokenBucket
 
 
 @dataclass
-class RecordingEnqueue:
-    """Stands in for Celery: keeps what would have been enqueued."""
-
-    calls: list[tuple[list[str], str, float | None]] = field(default_factory=list)
-
-    def __call__(self, ids: list[str], queue: str, countdown: float | None) -> None:
-        self.calls.append((list(ids), queue, countdown))
-
-    @property
-    def ids(self) -> list[str]:
-        return [i for ids, _, _ in self.calls for i in ids]
-
-
-@dataclass
 class Clock:
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
@@ -56,14 +42,14 @@ class Clock:
 class Harness:
     ctx: SendContext
     sim: Simulator
-    enqueued: RecordingEnqueue
+    enqueued: Any  # tests/conftest.py RecordingPublisher
     clock: Clock
     buckets: dict[str, TokenBucket]
     rates: dict[str, tuple[float, int]]
 
 
 @pytest.fixture
-async def harness(engine: Engine) -> AsyncIterator[Harness]:
+async def harness(engine: Engine, recording_publisher: Any) -> AsyncIterator[Harness]:
     sim = Simulator(SimConfig(seed=1, brand_callback_url=None))
     store = fakeredis.FakeRedis()
     rates: dict[str, tuple[float, int]] = {"panel": (10_000, 10_000), "brand": (10_000, 10_000)}
@@ -95,7 +81,7 @@ async def harness(engine: Engine) -> AsyncIterator[Harness]:
         "panel": PanelSmsAdapter(panel, public_url="http://smsq.test"),
         "brand": BrandAdapter(brand),
     }
-    enqueued = RecordingEnqueue()
+    enqueued = recording_publisher
     clock = Clock()
     async with httpx.AsyncClient(transport=mock_transport(sim, sleep=False)) as client:
         ctx = SendContext(
@@ -103,7 +89,7 @@ async def harness(engine: Engine) -> AsyncIterator[Harness]:
             client=client,
             adapters=adapters,
             bucket=bucket,
-            enqueue=enqueued,
+            publisher=enqueued,
             policy=RetryPolicy(base=1.0, cap=60.0, max_attempts=5),
             lease=120,
             clock=clock,

@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.status import CampaignStatus, EventSource, MessageKind, MessageStatus
 from models.tables import Campaign, Message, MessageEvent
-from producer.enqueue import CeleryEnqueuer
 from smsq.names import QUEUE_CAMPAIGN, TASK_SEND, paused_key
+from smsq.publisher import TaskPublisher
 from smsq.settings import Settings
 from worker import fleet
 from worker.broker import queue_depth
@@ -285,17 +285,18 @@ def test_retry_refuses_a_status_an_operator_may_not_requeue_from(
 
 
 def test_reconcile_republishes_queued_work_after_the_broker_lost_its_data(
-    settings: Settings, sessions: sessionmaker[Session], make_message: Callable[..., Message]
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    make_message: Callable[..., Message],
+    recording_publisher: Any,
 ) -> None:
     now = dt.datetime.now(dt.UTC)
     lost = [make_message(status=S.QUEUED) for _ in range(3)]
     broker = fakeredis.FakeRedis()  # empty: no marker, as after a FLUSHALL
-    published: list[tuple[str, list[Any], dict[str, Any], str]] = []
+    published = recording_publisher.tasks
+    publish = recording_publisher
 
-    def publish(task: str, args: list[Any], kwargs: dict[str, Any], queue: str) -> None:
-        published.append((task, args, kwargs, queue))
-
-    report = fleet.reconcile(sessions, settings=settings, broker=broker, publish=publish, now=now)
+    report = fleet.reconcile(sessions, settings=settings, broker=broker, publisher=publish, now=now)
 
     assert report.broker_lost is True and report.requeued == 3
     assert report.tasks_published == 1
@@ -303,7 +304,7 @@ def test_reconcile_republishes_queued_work_after_the_broker_lost_its_data(
         (TASK_SEND, sorted(m.id for m in lost), "transactional")
     ]
     # The marker is back: a second run right away finds nothing lost.
-    again = fleet.reconcile(sessions, settings=settings, broker=broker, publish=publish, now=now)
+    again = fleet.reconcile(sessions, settings=settings, broker=broker, publisher=publish, now=now)
     assert again.broker_lost is False and again.requeued == 0
 
 
@@ -314,7 +315,7 @@ def test_reconcile_republishes_queued_work_after_the_broker_lost_its_data(
 def test_purge_empties_one_queue_and_leaves_the_others(real_redis_url: str) -> None:
     client = redis.Redis.from_url(real_redis_url)
     client.flushdb()
-    enqueuer = CeleryEnqueuer(real_redis_url)
+    enqueuer = TaskPublisher.for_broker(real_redis_url)
     try:
         for _ in range(3):
             assert enqueuer.send_messages(["m"], queue="campaign")

@@ -19,7 +19,7 @@ import fakeredis
 import pytest
 import redis
 
-from smsq.settings import Settings, get_settings
+from smsq.settings import Settings
 from worker.startup_checks import (
     StartupCheckFailed,
     check_eta_within_visibility,
@@ -36,8 +36,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_default_settings_and_the_apps_transport_options_pass() -> None:
-    from worker.app import app
+    from worker.app import make_celery
 
+    app = make_celery(Settings())
     check_eta_within_visibility(Settings(), app.conf.broker_transport_options)
 
 
@@ -136,27 +137,34 @@ def test_a_redis_without_persistence_is_warned_about(
 # --- in the worker ---------------------------------------------------------------------
 
 
-def test_the_worker_init_hook_exits_with_the_reason(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from worker.app import _refuse_unsafe_setup, app
+def test_the_worker_init_hook_exits_with_the_reason() -> None:
+    from worker.app import make_worker
 
-    monkeypatch.setattr(get_settings(), "visibility_timeout", 7200)
-    conf = SimpleNamespace(broker_url="memory://", broker_transport_options={})
-    monkeypatch.setattr(get_settings(), "schedule_horizon", 3590)
-    with pytest.raises(SystemExit) as exited:
-        _refuse_unsafe_setup(sender=SimpleNamespace(app=SimpleNamespace(main=app.main, conf=conf)))
+    settings = Settings(broker_url="memory://", visibility_timeout=7200, schedule_horizon=3590)
+    worker = make_worker(settings)
+    try:
+        # The app passes on no visibility timeout: kombu's default of 3600 s applies.
+        worker.celery.conf.broker_transport_options = {}
+        with pytest.raises(SystemExit) as exited:
+            worker.refuse_unsafe_setup(sender=SimpleNamespace(app=worker.celery))
+    finally:
+        worker.disconnect()
     assert "smsq worker refused to start" in str(exited.value.code)
     assert "visibility_timeout" in str(exited.value.code)
 
 
 def test_the_hook_leaves_other_celery_apps_alone() -> None:
-    from worker.app import _refuse_unsafe_setup
+    from worker.app import make_worker
 
-    conf = SimpleNamespace(
-        broker_url="memory://", broker_transport_options={"visibility_timeout": 1}
-    )
-    _refuse_unsafe_setup(sender=SimpleNamespace(app=SimpleNamespace(main="other", conf=conf)))
+    worker = make_worker(Settings(broker_url="memory://"))
+    try:
+        conf = SimpleNamespace(
+            broker_url="memory://", broker_transport_options={"visibility_timeout": 1}
+        )
+        other = SimpleNamespace(main="smsq", conf=conf)
+        worker.refuse_unsafe_setup(sender=SimpleNamespace(app=other))
+    finally:
+        worker.disconnect()
 
 
 def test_a_memory_broker_needs_no_redis_check() -> None:
