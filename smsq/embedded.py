@@ -285,7 +285,7 @@ class EmbeddedStack:
 
         upgrade(self.database_url)
 
-        from producer.http.app import close_app_resources, create_app
+        from smsq.api_app import close_app_resources, create_app
 
         app = create_app(get_settings())
         api = ServerThread(_without_lifespan(app)).start()

@@ -1,10 +1,6 @@
-"""smsq's HTTP API (FastAPI).
+"""smsq's HTTP API (FastAPI): the producer's parts.
 
-``create_app`` builds the application; each area of the API is an
-``APIRouter`` in its own module (``dlr``: the delivery-report receiver).
-Serve it with ``uvicorn --factory producer.http.app:create_app``.
+Each area of the API is an ``APIRouter`` in its own module (``dlr``: the
+delivery-report receiver); ``deps`` holds what routes get from the app.
+``smsq.api_app.create_app`` composes them into the served app.
 """
-
-from producer.http.app import create_app
-
-__all__ = ["create_app"]

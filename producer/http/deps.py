@@ -10,7 +10,8 @@ in its threadpool; each request gets its own session.
 app's engine, with a Celery enqueuer); it is made on first use like the
 engine, and a test may set its own (with a recording enqueuer) before the
 first request. ``app.state.redis`` (the rate limiter's and ``/readyz``'s
-Redis client) works the same way. ``create_app`` closes both at shutdown.
+Redis client) works the same way. :func:`install_state` sets these up on a
+new app; :func:`close_state` closes them at shutdown.
 """
 
 from __future__ import annotations
@@ -70,6 +71,28 @@ class Database:
 
 # Dependencies without I/O are ``async def``: FastAPI runs a plain ``def``
 # dependency in its threadpool, a thread hop per request for nothing.
+def install_state(app: FastAPI, settings: Settings) -> None:
+    """The app's settings and its resources, each made on first use."""
+    app.state.settings = settings
+    app.state.database = Database(settings.database_url)
+    app.state.producer = None  # made on first use: app_producer
+    app.state.redis = None  # made on first use: app_redis
+
+
+def close_state(app: FastAPI) -> None:
+    """Close the producer, the Redis client and the engine (shutdown, tests)."""
+    producer = app.state.producer
+    app.state.producer = None
+    if producer is not None:
+        producer.close()
+    client = app.state.redis
+    app.state.redis = None
+    if client is not None:
+        client.close()
+    database: Database = app.state.database
+    database.dispose()
+
+
 async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings

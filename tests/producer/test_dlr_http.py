@@ -24,12 +24,12 @@ from models.ledger import apply_status
 from models.status import EventSource
 from models.status import MessageStatus as S
 from models.tables import Message, MessageEvent
-from producer.http import create_app
 from producer.http.deps import Database
 from producer.http.redact import redact_query
 from providers.base import Accepted, Outbound, Recipient
 from providers.registry import make_adapter
 from providers.simulator import DlrDispatcher, SimConfig, Simulator, mock_transport
+from smsq.api_app import create_app
 from smsq.settings import Settings, get_settings
 
 MakeMessage = Callable[..., Message]
@@ -281,7 +281,7 @@ def test_uvicorn_factory_builds_the_app(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("SMSQ_DATABASE_URL", f"sqlite:///{tmp_path / 'smsq.db'}")
     get_settings.cache_clear()
     try:
-        config = uvicorn.Config("producer.http.app:create_app", factory=True, log_config=None)
+        config = uvicorn.Config("smsq.api_app:create_app", factory=True, log_config=None)
         config.load()
         app = config.loaded_app
         while hasattr(app, "app"):  # uvicorn's middleware wrappers

@@ -15,10 +15,8 @@ from sqlalchemy.orm import Session
 
 from models.status import MessageStatus
 from models.tables import Message
-from producer.http.app import close_app_resources
 from producer.keys import create_key
-from smsq.api_app import create_app
-from smsq.http_fleet import close_fleet_resources
+from smsq.api_app import close_app_resources, create_app
 from smsq.settings import Settings
 from worker import fleet
 from worker.throttle import pause_provider
@@ -34,7 +32,6 @@ def app(db_url: str, write_providers: Callable[..., Path]) -> Iterator[FastAPI]:
     application.state.fleet_broker = fakeredis.FakeRedis()
     application.state.fleet_workers = lambda: [fleet.WorkerInfo("celery@otp-1", ["otp"])]
     yield application
-    close_fleet_resources(application)
     close_app_resources(application)
 
 

@@ -21,7 +21,7 @@ from fastapi import FastAPI
 
 from producer.api import Producer
 from producer.enqueue import Enqueuer
-from producer.http.app import close_app_resources, create_app
+from smsq.api_app import close_app_resources, create_app
 from smsq.settings import Settings
 
 

@@ -12,9 +12,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.orm import Session
 
-from producer.http.app import close_app_resources, create_app
 from producer.http.auth import ApiClient, CurrentClient, KeyCache
 from producer.keys import create_key, revoke_key
+from smsq.api_app import close_app_resources, create_app
 from smsq.settings import Settings
 
 

@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from producer.errors import InvalidField
-from producer.http.app import close_app_resources, create_app
 from producer.http.errors import ApiError, field_path
+from smsq.api_app import close_app_resources, create_app
 from smsq.settings import Settings
 
 

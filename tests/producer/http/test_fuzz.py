@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import make_engine, make_sessionmaker
 from producer.api import Producer
-from producer.http.app import close_app_resources, create_app
 from producer.keys import create_key
+from smsq.api_app import close_app_resources, create_app
 from smsq.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -28,9 +28,9 @@ from sqlalchemy.orm import Session
 from models.tables import ApiKey, IdempotencyRecord, Message
 from producer.api import Producer
 from producer.http import idempotency
-from producer.http.app import close_app_resources, create_app
 from producer.http.auth import CurrentClient
 from producer.keys import create_key
+from smsq.api_app import close_app_resources, create_app
 from smsq.settings import Settings
 
 BASE = "http://smsq.test"

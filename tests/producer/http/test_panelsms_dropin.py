@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from models.tables import ApiKey, Message, Suppression
 from producer.api import Producer
-from producer.http.app import close_app_resources, create_app
 from producer.keys import create_key, revoke_key
+from smsq.api_app import close_app_resources, create_app
 from smsq.settings import Settings
 
 NOW = dt.datetime(2024, 1, 15, 12, 0, tzinfo=dt.UTC)

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from producer.http.app import close_app_resources, create_app
+from smsq.api_app import close_app_resources, create_app
 from smsq.settings import Settings
 
 LIMIT = 2048
