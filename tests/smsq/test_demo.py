@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from smsq.demo_report import percentile
-from smsq.embedded import providers_toml
+from smsq.demo.report import percentile
+from smsq.demo.stack import providers_toml
 from smsq.settings import load_providers_file
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,10 +23,10 @@ from sqlalchemy import select
 from models.status import MessageKind
 from models.tables import Campaign, Message, utcnow
 from producer.api import Producer
-from smsq.demo import DemoOptions
-from smsq.demo_report import Snapshot, otp_latencies, percentile, snapshot, summary
-from smsq.embedded import EmbeddedStack, StackError, StackOptions
-from smsq.settings import get_settings
+from smsq.demo.options import DemoOptions
+from smsq.demo.report import Snapshot, otp_latencies, percentile, snapshot, summary
+from smsq.demo.stack import EmbeddedStack, StackError, StackOptions
+from smsq.settings import Settings
 from worker.throttle import TokenBucket
 
 CAMPAIGN_PROVIDER = "panel"  # the built-in panelsms account
@@ -57,13 +57,13 @@ class Progress:
         return (sent - s0) / (now - t0) if now > t0 else 0.0
 
 
-def set_rate(provider: str, rate: int) -> None:
+def set_rate(settings: Settings, provider: str, rate: int) -> None:
     """Change a provider's rate for every worker of this process, at once.
 
-    The workers read the account from the shared settings on every bucket
+    The workers read the account from the stack's settings on every bucket
     call (:meth:`worker.runtime.Runtime.bucket`); the bucket's state is in Redis.
     """
-    providers = get_settings().providers
+    providers = settings.providers
     providers[provider] = providers[provider].model_copy(update={"rate": rate, "burst": rate})
 
 
@@ -102,7 +102,7 @@ def run(console: Console, options: DemoOptions) -> int:
     )
     store = redis.Redis.from_url(stack.redis_url)
     try:
-        with Producer.from_settings(get_settings()) as producer:
+        with Producer.from_settings(stack.settings) as producer:
             return _scenario(console, options, stack, producer, store)
     finally:
         store.close()
@@ -118,7 +118,7 @@ def _scenario(
 ) -> int:
     progress = Progress()
     started_at = utcnow()
-    set_rate(CAMPAIGN_PROVIDER, options.rate)
+    set_rate(stack.settings, CAMPAIGN_PROVIDER, options.rate)
     progress.rate_changes.append({"at_s": 0.0, "rate": options.rate})
 
     scheduled = producer.send(
@@ -180,11 +180,11 @@ def _scenario(
                 len(progress.rate_changes) == 1
                 and snap.sent >= options.raise_at * options.recipients
             ):
-                set_rate(CAMPAIGN_PROVIDER, options.raised_rate)
+                set_rate(stack.settings, CAMPAIGN_PROVIDER, options.raised_rate)
                 progress.rate_changes.append(
                     {"at_s": round(now - progress.started, 2), "rate": options.raised_rate}
                 )
-            bucket = _bucket_line(store)
+            bucket = _bucket_line(stack.settings, store)
             view = _live_view(snap, rate, latencies, bucket, timing, progress, options)
             if interactive:
                 live.update(view, refresh=True)
@@ -243,8 +243,8 @@ def _wait_for_campaign_id(producer: Producer, ingest: threading.Thread, name: st
         time.sleep(0.05)
 
 
-def _bucket_line(store: redis.Redis) -> str:
-    account = get_settings().providers[CAMPAIGN_PROVIDER]
+def _bucket_line(settings: Settings, store: redis.Redis) -> str:
+    account = settings.providers[CAMPAIGN_PROVIDER]
     state = TokenBucket(store, CAMPAIGN_PROVIDER, rate=account.rate, burst=account.burst).state()
     return f"{state.rate:.0f}/s of {account.rate}/s (factor {state.factor:.2f})"
 

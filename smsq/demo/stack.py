@@ -22,16 +22,17 @@ The database is a SQLite file in a temporary directory unless
 fakeredis served over TCP in this process (Lua included), so every component
 reaches it by URL exactly as it would reach Redis.
 
-Configuration goes through the ``SMSQ_*`` environment (set here before the
-worker's Celery app is made), so the components are the production ones,
-unchanged. That is also why there is one stack per process.
+The components are the production ones, unchanged, each built from a
+``Settings`` object (:attr:`EmbeddedStack.settings`): the environment's
+``SMSQ_*`` with the stack's own database, Redis, broker, providers file and
+public URL over them. Nothing is written to the environment. There is still
+one stack per process: Celery's flag that stops a worker is process-wide.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import tempfile
 import threading
 import time
@@ -45,7 +46,7 @@ import structlog
 
 from providers.simulator import Simulator, run_in_thread
 from providers.simulator.server import ServerThread
-from smsq.settings import DEFAULT_PROVIDERS, Settings, get_settings
+from smsq.settings import DEFAULT_PROVIDERS, Settings
 from smsq.simulator_setup import simulator_config
 
 if TYPE_CHECKING:
@@ -223,7 +224,8 @@ class EmbeddedStack:
         self.options = options or StackOptions()
         self._exit = contextlib.ExitStack()
         self._stop = threading.Event()
-        self._saved_env: dict[str, str | None] = {}
+        self.settings = Settings()
+        """What every component is built from; the stack's own values once started."""
         self.database_url = ""
         self.redis_url = ""
         self.embedded_redis = False
@@ -246,11 +248,14 @@ class EmbeddedStack:
 
     def _start(self) -> None:
         tmp = Path(self._exit.enter_context(tempfile.TemporaryDirectory(prefix="smsq-demo-")))
-        self.database_url = os.environ.get("SMSQ_DATABASE_URL") or f"sqlite:///{tmp / 'demo.db'}"
-        self.embedded_database = "SMSQ_DATABASE_URL" not in os.environ
-        wanted = os.environ.get("SMSQ_REDIS_URL")
-        if wanted and redis_answers(wanted):
-            self.redis_url = wanted
+        environment = Settings()
+        given = environment.model_fields_set  # what SMSQ_* variables set
+        self.embedded_database = "database_url" not in given
+        self.database_url = (
+            f"sqlite:///{tmp / 'demo.db'}" if self.embedded_database else environment.database_url
+        )
+        if "redis_url" in given and redis_answers(environment.redis_url):
+            self.redis_url = environment.redis_url
         else:
             fake = FakeRedisServer()
             self._exit.callback(fake.stop)
@@ -272,28 +277,28 @@ class EmbeddedStack:
         providers.write_text(providers_toml(self.simulator_urls), encoding="utf-8")
 
         o = self.options
-        self._set_env(
-            SMSQ_DATABASE_URL=self.database_url,
-            SMSQ_REDIS_URL=self.redis_url,
-            SMSQ_BROKER_URL="memory://",
-            SMSQ_PROVIDERS_FILE=str(providers),
-            SMSQ_SCHEDULE_HORIZON=str(o.schedule_horizon),
-            SMSQ_RETRY_CAP=str(o.retry_cap),
-            SMSQ_BATCH_SIZE=str(o.batch_size),
-        )
+        ours: dict[str, Any] = {
+            "database_url": self.database_url,
+            "redis_url": self.redis_url,
+            "broker_url": "memory://",
+            "providers_file": providers,
+            "schedule_horizon": o.schedule_horizon,
+            "retry_cap": o.retry_cap,
+            "batch_size": o.batch_size,
+        }
         from models.migrate import upgrade
 
         upgrade(self.database_url)
 
         from smsq.api_app import close_app_resources, create_app
 
-        app = create_app(get_settings())
+        app = create_app(Settings(**ours))
         api = ServerThread(_without_lifespan(app)).start()
         self._exit.callback(close_app_resources, app)
         self._exit.callback(api.stop)
         self.api_url = api.url
         # Providers reach our receiver here; the adapters read it from the settings.
-        self._set_env(SMSQ_PUBLIC_URL=self.api_url)
+        self.settings = Settings(**ours, public_url=self.api_url)
         for sim in self.sims.values():
             sim.config.patch({"brand_callback_url": f"{self.api_url}/dlr/brand"})
 
@@ -303,17 +308,11 @@ class EmbeddedStack:
         self._exit.callback(beat.join, 5)
         self._exit.callback(self._stop.set)  # runs first: callbacks unwind in reverse
 
-    def _set_env(self, **values: str) -> None:
-        for name, value in values.items():
-            self._saved_env.setdefault(name, os.environ.get(name))
-            os.environ[name] = value
-        get_settings.cache_clear()
-
     def _start_workers(self) -> None:
         from smsq.names import QUEUE_CAMPAIGN, QUEUE_OTP, QUEUE_TRANSACTIONAL
         from worker.app import make_worker
 
-        worker = self.worker = make_worker(get_settings())
+        worker = self.worker = make_worker(self.settings)
         app = worker.celery
         app.conf.update(
             broker_transport_options={
@@ -322,7 +321,10 @@ class EmbeddedStack:
             },
         )
         app.finalize()
+        # The pool's threads find the app as Celery's default one (what `celery
+        # worker` does in setup_worker_optimizations; WorkController does not).
         app.set_current()
+        app.set_default()
 
         workers: list[WorkerThread] = []
         self._exit.callback(worker.close)  # after the workers and beat stopped
@@ -341,7 +343,7 @@ class EmbeddedStack:
         """The promoter every ``SMSQ_PROMOTE_INTERVAL``, as ``smsq beat`` schedules it."""
         from worker.tasks import promote_scheduled
 
-        interval = get_settings().promote_interval
+        interval = self.settings.promote_interval
         assert self.worker is not None  # started before the beat
         runtime = self.worker.runtime
         while not self._stop.wait(interval):
@@ -352,16 +354,7 @@ class EmbeddedStack:
 
     def stop(self) -> None:
         self._stop.set()
-        try:
-            self._exit.close()
-        finally:
-            for name, value in self._saved_env.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-            self._saved_env.clear()
-            get_settings.cache_clear()
+        self._exit.close()
 
     def __enter__(self) -> Self:
         return self.start()
