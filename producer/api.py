@@ -37,7 +37,6 @@ from producer import campaign_control, single_messages
 from producer.campaign_control import ControlResult
 from producer.campaign_ingestion import CampaignPlan, Ingestion, Recipient
 from producer.campaign_templates import parse_template
-from producer.enqueue import CeleryEnqueuer, Enqueuer
 from producer.errors import InvalidField
 from producer.message_spec import MessageSpec, check_message
 from producer.receipts import CampaignReceipt, MessageReceipt
@@ -51,6 +50,7 @@ from producer.validation import (
     resolve_validity,
 )
 from smsq.names import QUEUE_FOR_KIND
+from smsq.publisher import Publisher, TaskPublisher
 from smsq.settings import Settings, get_settings
 
 log = structlog.get_logger("smsq.producer")
@@ -65,7 +65,7 @@ class Producer:
         self,
         settings: Settings,
         sessions: sessionmaker[Session],
-        enqueuer: Enqueuer,
+        enqueuer: Publisher,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.settings = settings
@@ -81,7 +81,7 @@ class Producer:
         return cls(
             settings,
             make_sessionmaker(engine),
-            CeleryEnqueuer(settings.effective_broker_url),
+            TaskPublisher.for_broker(settings.effective_broker_url),
         )
 
     # --- campaign control (see producer.campaign_control) -------------------
@@ -248,7 +248,7 @@ class Producer:
             if self.enqueuer.send_messages(ids, queue=queue, eta=eta):
                 return True
         except Exception as exc:
-            # An enqueuer should not raise (CeleryEnqueuer does not), but the
+            # A publisher should not raise (TaskPublisher.for_broker does not), but the
             # rows are committed either way: log, and let the sweeper send them.
             log.error(
                 "enqueue raised; the sweeper will re-enqueue",

@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 from models.ledger import move_campaign_messages
 from models.status import CampaignStatus, EventSource, MessageStatus, campaign_can_move
 from models.tables import Campaign, utcnow
-from producer.enqueue import Enqueuer
 from producer.errors import InvalidField
+from smsq.publisher import Publisher
 
 C = CampaignStatus
 S = MessageStatus
@@ -72,7 +72,7 @@ def pause(session: Session, campaign_id: str) -> ControlResult:
     return ControlResult(campaign_id, _status(session, campaign_id), changed)
 
 
-def resume(session: Session, campaign_id: str, enqueuer: Enqueuer) -> ControlResult:
+def resume(session: Session, campaign_id: str, enqueuer: Publisher) -> ControlResult:
     _status(session, campaign_id)
     changed = _move(session, campaign_id, C.RUNNING, (C.PAUSED,))
     session.commit()

@@ -21,9 +21,9 @@ import redis
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 
-from producer.enqueue import CeleryEnqueuer
 from producer.http.auth import CurrentClient
 from producer.http.deps import REDIS_TIMEOUT, AppSettings, DbSession, app_producer, app_redis
+from smsq.publisher import TaskPublisher
 from worker import fleet
 
 router = APIRouter(tags=["fleet"])
@@ -56,7 +56,7 @@ def _workers(app: FastAPI) -> Workers | None:
     if found is not None:
         return found
     enqueuer = app_producer(app).enqueuer
-    if isinstance(enqueuer, CeleryEnqueuer):
+    if isinstance(enqueuer, TaskPublisher):
         celery_app = enqueuer.app
         return lambda: fleet.inspect_workers(celery_app)
     return None

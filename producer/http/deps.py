@@ -7,8 +7,8 @@ app shuts down. Routes doing DB work are plain ``def`` so FastAPI runs them
 in its threadpool; each request gets its own session.
 
 ``app.state.producer`` is the app's :class:`producer.api.Producer` (on the
-app's engine, with a Celery enqueuer); it is made on first use like the
-engine, and a test may set its own (with a recording enqueuer) before the
+app's engine, with the broker's task publisher); it is made on first use like the
+engine, and a test may set its own (with a recording publisher) before the
 first request. ``app.state.redis`` (the rate limiter's and ``/readyz``'s
 Redis client) works the same way. :func:`install_state` sets these up on a
 new app; :func:`close_state` closes them at shutdown.
@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import make_engine, make_sessionmaker
 from producer.api import Producer
-from producer.enqueue import CeleryEnqueuer
+from smsq.publisher import TaskPublisher
 from smsq.settings import Settings
 
 # Redis answers in well under a millisecond; a Redis that does not answer in
@@ -124,7 +124,7 @@ def app_producer(app: FastAPI) -> Producer:
                 found = Producer(
                     settings,
                     database.session_factory,
-                    CeleryEnqueuer(settings.effective_broker_url),
+                    TaskPublisher.for_broker(settings.effective_broker_url),
                 )
                 app.state.producer = found
     return found

@@ -20,8 +20,8 @@ from models.sms_text import analyze
 from models.tables import Message, MessageEvent, Suppression
 from producer import api
 from producer.api import Producer
-from producer.enqueue import CeleryEnqueuer
 from producer.errors import InvalidField
+from smsq.publisher import TaskPublisher
 from smsq.settings import Settings
 
 NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
@@ -315,7 +315,7 @@ def test_a_failing_enqueuer_leaves_the_row_queued_and_the_call_succeeds(
 def test_celery_enqueuer_with_a_dead_broker_returns_false_quickly(
     db_url: str, sessions: sessionmaker[Session], session: Session
 ) -> None:
-    dead = CeleryEnqueuer("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    dead = TaskPublisher.for_broker("redis://127.0.0.1:1/0")  # nothing listens on port 1
     producer = Producer(make_settings(db_url), sessions, dead, clock=lambda: NOW)
     try:
         started = time.monotonic()
@@ -331,8 +331,8 @@ def test_celery_enqueuer_with_a_dead_broker_returns_false_quickly(
 
 
 @pytest.fixture
-def broker(real_redis_url: str) -> Iterator[tuple[CeleryEnqueuer, redis.Redis, str]]:
-    enqueuer = CeleryEnqueuer(real_redis_url)
+def broker(real_redis_url: str) -> Iterator[tuple[TaskPublisher, redis.Redis, str]]:
+    enqueuer = TaskPublisher.for_broker(real_redis_url)
     client = redis.Redis.from_url(real_redis_url)
     queue = f"smsq-test-{uuid.uuid4().hex[:8]}"  # ours alone, whoever shares the Redis
     yield enqueuer, client, queue
@@ -343,7 +343,7 @@ def broker(real_redis_url: str) -> Iterator[tuple[CeleryEnqueuer, redis.Redis, s
 
 @pytest.mark.integration
 def test_celery_enqueuer_publishes_a_send_task_by_name(
-    broker: tuple[CeleryEnqueuer, redis.Redis, str],
+    broker: tuple[TaskPublisher, redis.Redis, str],
 ) -> None:
     enqueuer, client, queue = broker
     eta = NOW + dt.timedelta(minutes=1)
@@ -362,8 +362,8 @@ def test_from_settings_builds_a_working_producer_without_touching_the_broker(
 ) -> None:
     settings = make_settings(db_url).model_copy(update={"broker_url": "redis://127.0.0.1:1/0"})
     producer = Producer.from_settings(settings)
-    assert isinstance(producer.enqueuer, CeleryEnqueuer)
-    assert producer.enqueuer.broker_url == "redis://127.0.0.1:1/0"
+    assert isinstance(producer.enqueuer, TaskPublisher)
+    assert producer.enqueuer.app.conf.broker_url == "redis://127.0.0.1:1/0"
     with structlog.testing.capture_logs():
         receipt = producer.send("+491701234567", "Hello")  # broker down: logged, not raised
     assert row(session, receipt.id).status == "queued"
