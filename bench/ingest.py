@@ -48,7 +48,7 @@ from models.status import EventSource, MessageKind
 from models.tables import Campaign, Message, MessageEvent, utcnow
 from producer.api import Producer
 from producer.csv_rows import iter_file_chunks, read_csv_rows
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 TEMPLATE = "Hi {name}, 20% off everything today at Example Shop. Reply STOP to opt out"
 FIRST_NAMES = ["Anna", "Jürgen", "Zoë", "Mohammed", "Li", "O'Brien", "Åsa", "Léa", "Ben", "Ivan"]

@@ -142,7 +142,7 @@ def numbers(n: int) -> list[str]:
 def measure_smsq(run: Run) -> dict[str, Any]:
     os.environ.update({k: v for k, v in run.env.items() if k.startswith("SMSQ_")})
     from producer.api import Producer
-    from smsq.settings import Settings
+    from smsq.core.settings import Settings
 
     n = run.args.messages
     with Producer.from_settings(Settings()) as producer:

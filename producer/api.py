@@ -49,9 +49,9 @@ from producer.validation import (
     resolve_provider,
     resolve_validity,
 )
-from smsq.names import QUEUE_FOR_KIND
-from smsq.publisher import Publisher, TaskPublisher
-from smsq.settings import Settings, get_settings
+from smsq.core.names import QUEUE_FOR_KIND
+from smsq.core.publisher import Publisher, TaskPublisher
+from smsq.core.settings import Settings, get_settings
 
 log = structlog.get_logger("smsq.producer")
 

@@ -25,7 +25,7 @@ from models.ledger import move_campaign_messages
 from models.status import CampaignStatus, EventSource, MessageStatus, campaign_can_move
 from models.tables import Campaign, utcnow
 from producer.errors import InvalidField
-from smsq.publisher import Publisher
+from smsq.core.publisher import Publisher
 
 C = CampaignStatus
 S = MessageStatus

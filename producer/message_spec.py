@@ -31,8 +31,8 @@ from producer.validation import (
     resolve_provider,
     resolve_validity,
 )
-from smsq.names import QUEUE_FOR_KIND
-from smsq.settings import Settings
+from smsq.core.names import QUEUE_FOR_KIND
+from smsq.core.settings import Settings
 
 S = MessageStatus
 

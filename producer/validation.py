@@ -15,8 +15,8 @@ from models.sms_text import SmsText, TextError, analyze
 from models.status import MessageKind
 from producer.errors import InvalidField
 from producer.numbers import normalize_number
-from smsq import netguard
-from smsq.settings import Settings
+from smsq.core import netguard
+from smsq.core.settings import Settings
 
 __all__ = [
     "check_callback_url",
@@ -217,7 +217,7 @@ def check_sender(sender: str | None) -> str | None:
 def check_callback_url(
     url: str | None, settings: Settings, *, signed_by_key: bool = False
 ) -> str | None:
-    """A status-webhook URL smsq may call (``smsq.netguard``), or None.
+    """A status-webhook URL smsq may call (``smsq.core.netguard``), or None.
 
     Webhooks are signed: with the API key's secret (``signed_by_key``, the
     HTTP API) or else ``SMSQ_WEBHOOK_SECRET``; a URL with no secret to sign

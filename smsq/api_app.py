@@ -39,8 +39,9 @@ from producer.http import (
 from producer.http.idempotency import IdempotencyMiddleware
 from producer.http.request_shape import RequestLimits
 from providers.accounts import BrandAccount
-from smsq import http_fleet, logs
-from smsq.settings import Settings, get_settings
+from smsq import http_fleet
+from smsq.core import logs
+from smsq.core.settings import Settings, get_settings
 
 log = structlog.get_logger("smsq.http")
 

@@ -23,7 +23,7 @@ from fastapi.encoders import jsonable_encoder
 
 from producer.http.auth import CurrentClient
 from producer.http.deps import REDIS_TIMEOUT, AppSettings, DbSession, app_producer, app_redis
-from smsq.publisher import TaskPublisher
+from smsq.core.publisher import TaskPublisher
 from worker import fleet
 
 router = APIRouter(tags=["fleet"])

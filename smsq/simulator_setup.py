@@ -12,7 +12,7 @@ from typing import Any
 
 from providers.accounts import BrandAccount, PanelSmsAccount
 from providers.simulator import SimConfig
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 
 def simulator_config(settings: Settings, **overrides: Any) -> SimConfig:

@@ -31,8 +31,8 @@ from models.migrate import upgrade
 from models.sms_text import analyze
 from models.status import MessageKind
 from models.tables import Base, Campaign, Message
-from smsq import logs
-from smsq.names import (
+from smsq.core import logs
+from smsq.core.names import (
     QUEUE_CAMPAIGN,
     QUEUE_WEBHOOKS,
     TASK_DELIVER_WEBHOOK,
@@ -343,7 +343,7 @@ def make_campaign(session: Session) -> Callable[..., Campaign]:
 
 @dataclass
 class RecordingPublisher:
-    """Stands in for the broker (smsq.publisher.Publisher): keeps what would have
+    """Stands in for the broker (smsq.core.publisher.Publisher): keeps what would have
     been published. ``tasks``: (task, args, kwargs, queue) of every task;
     ``calls``: (ids, queue, countdown) of the send tasks."""
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from smsq.names import QUEUE_CAMPAIGN, QUEUE_OTP, QUEUE_TRANSACTIONAL, QUEUE_WEBHOOKS
-from smsq.settings import Settings
+from smsq.core.names import QUEUE_CAMPAIGN, QUEUE_OTP, QUEUE_TRANSACTIONAL, QUEUE_WEBHOOKS
+from smsq.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"

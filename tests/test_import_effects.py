@@ -90,7 +90,7 @@ def test_celery_finds_the_app_of_worker_app_and_builds_it_on_that_first_read() -
         app = find_app("worker.app")
         assert isinstance(app, Celery), app
         assert find_app("worker.app") is app and worker.app.app is app
-        from smsq.names import TASK_SEND, TASK_DELIVER_WEBHOOK
+        from smsq.core.names import TASK_SEND, TASK_DELIVER_WEBHOOK
         assert TASK_SEND in app.tasks and TASK_DELIVER_WEBHOOK in app.tasks
         print("found")
         """

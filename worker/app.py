@@ -29,8 +29,8 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init
 from kombu.entity import Queue
 
-from smsq import logs
-from smsq.names import (
+from smsq.core import logs
+from smsq.core.names import (
     QUEUE_CAMPAIGN,
     QUEUE_TRANSACTIONAL,
     QUEUE_WEBHOOKS,
@@ -41,8 +41,8 @@ from smsq.names import (
     TASK_START_CAMPAIGN,
     TASK_SWEEP,
 )
-from smsq.publisher import TaskPublisher
-from smsq.settings import Settings, get_settings
+from smsq.core.publisher import TaskPublisher
+from smsq.core.settings import Settings, get_settings
 from worker import metrics as worker_metrics
 from worker import tasks
 from worker.runtime import ProcessRuntime, Runtime

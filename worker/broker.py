@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import redis
 
-from smsq.names import BROKER_MARKER_KEY
+from smsq.core.names import BROKER_MARKER_KEY
 
 _PRIORITY_SEPARATOR = "\x06\x16"
 _PRIORITY_STEPS = (3, 6, 9)  # step 0 is the list named after the queue

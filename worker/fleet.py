@@ -42,12 +42,12 @@ from models.status import (
 )
 from models.tables import Campaign, Message
 from providers.registry import report_status_field
-from smsq.names import (
+from smsq.core.names import (
     QUEUE_FOR_KIND,
     QUEUES,
 )
-from smsq.publisher import Publisher
-from smsq.settings import Settings
+from smsq.core.publisher import Publisher
+from smsq.core.settings import Settings
 from worker.broker import broker_data_lost, queue_depth
 from worker.sweeper import sweep
 from worker.throttle import TokenBucket, pause_provider, resume_provider

@@ -44,7 +44,7 @@ from prometheus_client import (
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from smsq.names import QUEUES
+from smsq.core.names import QUEUES
 from worker.broker import queue_depth
 
 log = structlog.get_logger("smsq.metrics")

@@ -27,8 +27,8 @@ from models.db import make_engine, make_sessionmaker
 from providers.base import Adapter
 from providers.http import make_async_client
 from providers.registry import make_adapter
-from smsq.publisher import Publisher
-from smsq.settings import Settings
+from smsq.core.publisher import Publisher
+from smsq.core.settings import Settings
 from worker.retry_policy import RetryPolicy
 from worker.sending import SendContext
 from worker.throttle import TokenBucket

@@ -48,8 +48,8 @@ from models.status import MessageKind
 from providers.base import Accepted, Adapter, Outbound, Outcome, Recipient, Rejected
 from providers.errors import OutcomeUnknown, Throttled
 from providers.registry import report_status_field
-from smsq.names import QUEUE_FOR_KIND
-from smsq.publisher import Publisher
+from smsq.core.names import QUEUE_FOR_KIND
+from smsq.core.publisher import Publisher
 from worker.campaign_progress import finish_campaigns
 from worker.claims import Claimed, claim, expire_overdue, release, renew_lease
 from worker.metrics import BUCKET_RELEASED, BUCKET_WAIT, SEND_LATENCY

@@ -13,7 +13,7 @@ Two setups lose messages silently, so a worker refuses to start on them:
 
 A Redis with neither AOF nor RDB snapshots only gets a warning: a restart
 loses the queues, but the sweeper re-enqueues due work from the database (see
-``smsq.names.BROKER_MARKER_KEY``), so it is slow rather than lossy.
+``smsq.core.names.BROKER_MARKER_KEY``), so it is slow rather than lossy.
 
 Managed Redis services often forbid ``CONFIG``; then we warn and go on, since
 their eviction and persistence are set in the provider's console.
@@ -29,7 +29,7 @@ import structlog
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 log = structlog.get_logger("smsq.startup")
 

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from models.ledger import move_campaign_messages, move_where
 from models.status import CampaignStatus, EventSource, MessageStatus
 from models.tables import Campaign, Message, MessageEvent
-from smsq.names import QUEUE_FOR_KIND
+from smsq.core.names import QUEUE_FOR_KIND
 from worker.campaign_progress import finish_campaigns
 
 S = MessageStatus

@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from smsq.names import (
+from smsq.core.names import (
     QUEUE_CAMPAIGN,
     QUEUE_FOR_KIND,
     TASK_PROMOTE,

@@ -22,7 +22,7 @@ and leaves the bucket in debt: later callers wait until the debt is repaid, so
 the rate over time still holds.
 
 An operator can **pause** a provider (``smsq fleet pause``): a key in Redis
-(``smsq.names.paused_key``) that :meth:`TokenBucket.acquire` checks before
+(``smsq.core.names.paused_key``) that :meth:`TokenBucket.acquire` checks before
 every grant, so the whole fleet stops taking that provider's tokens at its
 next request. A paused grant is "no tokens, wait :data:`PAUSED_WAIT`", which
 the sender already handles: the rows go back to ``queued`` (not counted as an
@@ -41,7 +41,7 @@ from typing import Final
 import redis
 from redis.commands.core import Script
 
-from smsq.names import bucket_key, paused_key
+from smsq.core.names import bucket_key, paused_key
 
 # Micro-tokens per token and parts per million per factor 1.0: the script keeps
 # its state as integers in these units.

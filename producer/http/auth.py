@@ -35,7 +35,7 @@ from producer.http.deps import Database, app_redis
 from producer.http.errors import ApiError
 from producer.http.request_rate import RateLimiter
 from producer.keys import KeyState, hash_key, key_prefix, verify_key
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 log = structlog.get_logger("smsq.http")
 

@@ -27,8 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import make_engine, make_sessionmaker
 from producer.api import Producer
-from smsq.publisher import TaskPublisher
-from smsq.settings import Settings
+from smsq.core.publisher import TaskPublisher
+from smsq.core.settings import Settings
 
 # Redis answers in well under a millisecond; a Redis that does not answer in
 # this time is treated as down (the rate limiter lets requests through).

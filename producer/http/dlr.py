@@ -48,7 +48,7 @@ from providers.brand.reports import parse_report as parse_brand_report
 from providers.panelsms.account import PanelSmsAccount
 from providers.panelsms.reports import parse_report as parse_panelsms_report
 from providers.report_parsing import ReportError
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 router = APIRouter(prefix="/dlr", tags=["delivery reports"])
 log = structlog.get_logger("smsq.dlr")

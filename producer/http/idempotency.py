@@ -53,7 +53,7 @@ from models.tables import IdempotencyRecord, utcnow
 from producer.http.auth import client_for_request
 from producer.http.deps import Database
 from producer.http.errors import ApiError, error_response
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 log = structlog.get_logger("smsq.http")
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import redis
 import structlog
 
-from smsq.names import api_rate_key
+from smsq.core.names import api_rate_key
 
 log = structlog.get_logger("smsq.http")
 

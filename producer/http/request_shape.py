@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from producer.http.errors import error_response
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"

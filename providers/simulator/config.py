@@ -6,7 +6,7 @@ turn on an outage or a rate limit in the middle of a run without restarting
 anything. A patch is validated as a whole before any field changes, so a bad
 patch leaves the running configuration untouched.
 
-The defaults accept the demo accounts of ``smsq.settings.DEFAULT_PROVIDERS``,
+The defaults accept the demo accounts of ``smsq.core.settings.DEFAULT_PROVIDERS``,
 inject no faults and deliver every message, so ``smsq demo`` works as is.
 """
 

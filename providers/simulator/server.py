@@ -19,7 +19,7 @@ import uvicorn
 from providers.simulator.app import create_app
 from providers.simulator.core import Simulator
 
-DEFAULT_PORT = 8025  # smsq.settings.SIMULATOR_URL
+DEFAULT_PORT = 8025  # smsq.core.settings.SIMULATOR_URL
 # Seconds given to open requests (a hanging one) when the server stops.
 GRACEFUL_SHUTDOWN = 2
 KEEP_ALIVE = 30  # seconds

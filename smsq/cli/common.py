@@ -36,8 +36,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from producer.api import Producer
 from producer.errors import InvalidField
-from smsq import logs
-from smsq.settings import ProvidersFileError, get_settings
+from smsq.core import logs
+from smsq.core.settings import ProvidersFileError, get_settings
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

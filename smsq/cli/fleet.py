@@ -42,9 +42,9 @@ from smsq.cli.common import (
     quiet_logs,
     when,
 )
-from smsq.names import QUEUES
-from smsq.publisher import Publisher, TaskPublisher, client_app
-from smsq.settings import Settings, get_settings
+from smsq.core.names import QUEUES
+from smsq.core.publisher import Publisher, TaskPublisher, client_app
+from smsq.core.settings import Settings, get_settings
 from worker import fleet
 
 fleet_app = typer.Typer(

@@ -63,7 +63,7 @@ def create(
     """
     with guarded(as_json), open_producer() as producer, producer.sessions() as session:
         try:
-            # Checked like any callback URL (smsq.netguard); signed with the key's secret.
+            # Checked like any callback URL (smsq.core.netguard); signed with the key's secret.
             check_callback_url(webhook_url, producer.settings, signed_by_key=True)
         except InvalidField as exc:
             raise InvalidField("webhook_url", exc.reason) from None

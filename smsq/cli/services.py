@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from smsq.cli.common import console, err, fail
-from smsq.settings import ProvidersFileError, get_settings
+from smsq.core.settings import ProvidersFileError, get_settings
 
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 
@@ -146,7 +146,7 @@ def api(
         host=host,
         port=port,
         workers=workers,
-        # smsq's logging (smsq.logs: SMSQ_LOG_LEVEL, SMSQ_LOG_JSON) for uvicorn's
+        # smsq's logging (smsq.core.logs: SMSQ_LOG_LEVEL, SMSQ_LOG_JSON) for uvicorn's
         # loggers too, access log included, instead of uvicorn's own setup.
         log_config=None,
     )
@@ -172,7 +172,7 @@ def worker(
     # First thing: prometheus_client picks its multiprocess mode when imported
     # (by the worker's modules), and the pool's children inherit the directory.
     _prometheus_multiprocess_dir()
-    from smsq.names import QUEUES
+    from smsq.core.names import QUEUES
     from worker.app import make_app
 
     celery_app = make_app(get_settings())

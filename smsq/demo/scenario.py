@@ -23,10 +23,10 @@ from sqlalchemy import select
 from models.status import MessageKind
 from models.tables import Campaign, Message, utcnow
 from producer.api import Producer
+from smsq.core.settings import Settings
 from smsq.demo.options import DemoOptions
 from smsq.demo.report import Snapshot, otp_latencies, percentile, snapshot, summary
 from smsq.demo.stack import EmbeddedStack, StackError, StackOptions
-from smsq.settings import Settings
 from worker.throttle import TokenBucket
 
 CAMPAIGN_PROVIDER = "panel"  # the built-in panelsms account

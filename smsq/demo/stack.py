@@ -46,7 +46,7 @@ import structlog
 
 from providers.simulator import Simulator, run_in_thread
 from providers.simulator.server import ServerThread
-from smsq.settings import DEFAULT_PROVIDERS, Settings
+from smsq.core.settings import DEFAULT_PROVIDERS, Settings
 from smsq.simulator_setup import simulator_config
 
 if TYPE_CHECKING:
@@ -309,7 +309,7 @@ class EmbeddedStack:
         self._exit.callback(self._stop.set)  # runs first: callbacks unwind in reverse
 
     def _start_workers(self) -> None:
-        from smsq.names import QUEUE_CAMPAIGN, QUEUE_OTP, QUEUE_TRANSACTIONAL
+        from smsq.core.names import QUEUE_CAMPAIGN, QUEUE_OTP, QUEUE_TRANSACTIONAL
         from worker.app import make_worker
 
         worker = self.worker = make_worker(self.settings)

@@ -32,7 +32,7 @@ from models.db import make_engine, make_sessionmaker
 from models.tables import Message
 from producer.api import Producer
 from providers.simulator import SimConfig, Simulator, SimulatorServer, run_in_thread
-from smsq.settings import Settings, get_settings
+from smsq.core.settings import Settings, get_settings
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from models.tables import Message
-from smsq.names import QUEUE_TRANSACTIONAL
+from smsq.core.names import QUEUE_TRANSACTIONAL
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from models.tables import Campaign, Message, MessageEvent
 from producer.api import Producer
 from producer.csv_rows import iter_file_chunks, read_csv_rows
 from producer.errors import InvalidField
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
 

@@ -18,7 +18,7 @@ from producer.campaign_history import implied_first_event
 from producer.campaign_ingestion import FIRST_CHUNK
 from producer.errors import InvalidField
 from producer.receipts import MAX_ERRORS
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
 HORIZON = 120

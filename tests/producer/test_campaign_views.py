@@ -23,7 +23,7 @@ from producer.campaign_views import (
     message_view,
     report_rows,
 )
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 MakeMessage = Callable[..., Message]

@@ -30,7 +30,7 @@ from providers.base import Accepted, Outbound, Recipient
 from providers.registry import make_adapter
 from providers.simulator import DlrDispatcher, SimConfig, Simulator, mock_transport
 from smsq.api_app import create_app
-from smsq.settings import Settings, get_settings
+from smsq.core.settings import Settings, get_settings
 
 MakeMessage = Callable[..., Message]
 SECRET = "cb-secret"

@@ -21,8 +21,8 @@ from models.tables import Message, MessageEvent, Suppression
 from producer import api
 from producer.api import Producer
 from producer.errors import InvalidField
-from smsq.publisher import TaskPublisher
-from smsq.settings import Settings
+from smsq.core.publisher import TaskPublisher
+from smsq.core.settings import Settings
 
 NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
 HORIZON = 120

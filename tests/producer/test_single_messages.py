@@ -15,7 +15,7 @@ from producer.errors import InvalidField
 from producer.message_spec import check_message
 from producer.numbers import normalize_number
 from producer.single_messages import CheckedSend, send_each, send_many
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
 BATCH = 3

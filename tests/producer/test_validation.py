@@ -22,7 +22,7 @@ from producer.validation import (
     resolve_provider,
     resolve_validity,
 )
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
 

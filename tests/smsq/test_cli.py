@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from models.db import make_engine
 from smsq.cli import app
-from smsq.settings import get_settings
+from smsq.core.settings import get_settings
 
 runner = CliRunner()
 

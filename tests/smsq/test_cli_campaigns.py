@@ -20,7 +20,7 @@ from models.db import make_engine, make_sessionmaker
 from models.tables import Campaign, Message
 from producer.api import Producer
 from smsq.cli import app, campaigns, common
-from smsq.settings import get_settings
+from smsq.core.settings import get_settings
 
 runner = CliRunner()
 

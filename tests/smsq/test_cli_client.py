@@ -25,7 +25,7 @@ from models.tables import ApiKey, Message, MessageEvent, Suppression
 from producer.api import Producer
 from producer.keys import KeyState, verify_key
 from smsq.cli import app, common
-from smsq.settings import get_settings
+from smsq.core.settings import get_settings
 
 runner = CliRunner()
 

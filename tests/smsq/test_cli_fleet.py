@@ -19,8 +19,8 @@ from models.status import MessageStatus
 from models.tables import Message
 from smsq.cli import app
 from smsq.cli import fleet as fleet_cli
-from smsq.names import TASK_SEND, paused_key
-from smsq.settings import Settings
+from smsq.core.names import TASK_SEND, paused_key
+from smsq.core.settings import Settings
 from worker import fleet
 
 S = MessageStatus

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from smsq.core.settings import load_providers_file
 from smsq.demo.report import percentile
 from smsq.demo.stack import providers_toml
-from smsq.settings import load_providers_file
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,7 @@ from models.status import MessageStatus
 from models.tables import Message
 from producer.keys import create_key
 from smsq.api_app import close_app_resources, create_app
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 from worker import fleet
 from worker.throttle import pause_provider
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from smsq.netguard import BlockedTarget, check_callback_url, resolve_and_check
+from smsq.core.netguard import BlockedTarget, check_callback_url, resolve_and_check
 
 FORBIDDEN_HOSTS = [
     "127.0.0.1",

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from providers.accounts import BrandAccount, PanelSmsAccount
-from smsq.settings import ProvidersFileError, Settings
+from smsq.core.settings import ProvidersFileError, Settings
 
 GOOD = """
 [providers.panel]

@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.status import CampaignStatus, EventSource, MessageKind, MessageStatus
 from models.tables import Campaign, Message, MessageEvent
-from smsq.names import QUEUE_CAMPAIGN, TASK_SEND, paused_key
-from smsq.publisher import TaskPublisher
-from smsq.settings import Settings
+from smsq.core.names import QUEUE_CAMPAIGN, TASK_SEND, paused_key
+from smsq.core.publisher import TaskPublisher
+from smsq.core.settings import Settings
 from worker import fleet
 from worker.broker import queue_depth
 from worker.sending import send_batch

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from providers.accounts import ProviderAccount
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 from worker.runtime import ProcessRuntime, Runtime, SendLoop
 
 

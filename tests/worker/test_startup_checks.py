@@ -19,7 +19,7 @@ import fakeredis
 import pytest
 import redis
 
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 from worker.startup_checks import (
     StartupCheckFailed,
     check_eta_within_visibility,

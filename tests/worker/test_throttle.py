@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import redis
 
-from smsq.names import bucket_key
+from smsq.core.names import bucket_key
 from worker.throttle import Grant, TokenBucket
 
 

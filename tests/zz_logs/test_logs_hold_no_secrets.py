@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from smsq.settings import DEFAULT_PROVIDERS
+from smsq.core.settings import DEFAULT_PROVIDERS
 
 pytestmark = pytest.mark.last  # after every other test: see tests/conftest.py
 

@@ -36,8 +36,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.tables import ApiKey, DisabledWebhookEndpoint, WebhookDelivery, utcnow
-from smsq.netguard import BlockedTarget, Resolver, target_of
-from smsq.settings import Settings
+from smsq.core.netguard import BlockedTarget, Resolver, target_of
+from smsq.core.settings import Settings
 from worker.retry_policy import RetryPolicy, Verdict
 from worker.webhooks.outbox import DeliveryStatus, insert_ignoring_conflicts
 from worker.webhooks.sender import Answer, post_signed

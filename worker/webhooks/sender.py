@@ -1,6 +1,6 @@
 """One signed webhook POST to a checked address.
 
-The SSRF rules are in ``smsq.netguard``; this module makes sure the request
+The SSRF rules are in ``smsq.core.netguard``; this module makes sure the request
 goes where the check looked: the name is resolved once, every address is
 checked, and the connection is made to a checked address (the URL's host is
 replaced by the address; ``Host`` and, for https, the TLS server name and
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from smsq.netguard import Resolver, literal_address, resolve_and_check, target_of
+from smsq.core.netguard import Resolver, literal_address, resolve_and_check, target_of
 from worker.webhooks.signing import sign
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from smsq.names import TASK_DELIVER_WEBHOOK, TASK_DISPATCH_WEBHOOKS
+from smsq.core.names import TASK_DELIVER_WEBHOOK, TASK_DISPATCH_WEBHOOKS
 from worker.runtime import ProcessRuntime, Runtime
 from worker.webhooks.delivery import DeliveryContext, Outcome, WebhookConfig, deliver
 from worker.webhooks.outbox import dispatch

@@ -21,7 +21,7 @@ from fastapi import FastAPI
 
 from producer.api import Producer
 from smsq.api_app import close_app_resources, create_app
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def make_api(db_url: str, providers_file: Path) -> Iterator[Callable[..., FastAP
 
     def make(
         *,
-        enqueuer: Any = None,  # a smsq.publisher.Publisher
+        enqueuer: Any = None,  # a smsq.core.publisher.Publisher
         clock: Callable[[], dt.datetime] | None = None,
         **settings_fields: Any,
     ) -> FastAPI:

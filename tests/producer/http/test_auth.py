@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from producer.http.auth import ApiClient, CurrentClient, KeyCache
 from producer.keys import create_key, revoke_key
 from smsq.api_app import close_app_resources, create_app
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 
 def build_app(db_url: str, **overrides: object) -> FastAPI:

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from producer.errors import InvalidField
 from producer.http.errors import ApiError, field_path
 from smsq.api_app import close_app_resources, create_app
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 
 class Send(BaseModel):

@@ -28,7 +28,7 @@ from models.db import make_engine, make_sessionmaker
 from producer.api import Producer
 from producer.keys import create_key
 from smsq.api_app import close_app_resources, create_app
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from producer.http.deps import Database
 from smsq.api_app import close_app_resources, create_app
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 DEAD_REDIS = "redis://:hunter2@127.0.0.1:1/0"
 

@@ -31,7 +31,7 @@ from producer.http import idempotency
 from producer.http.auth import CurrentClient
 from producer.keys import create_key
 from smsq.api_app import close_app_resources, create_app
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 BASE = "http://smsq.test"
 

@@ -19,7 +19,7 @@ from models.tables import ApiKey, Message, Suppression
 from producer.api import Producer
 from producer.keys import create_key, revoke_key
 from smsq.api_app import close_app_resources, create_app
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 NOW = dt.datetime(2024, 1, 15, 12, 0, tzinfo=dt.UTC)
 USER = "your@email.com"

@@ -17,7 +17,7 @@ from producer.http.auth import CurrentClient
 from producer.http.request_rate import RateLimiter
 from producer.keys import create_key
 from smsq.api_app import close_app_resources, create_app
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 

@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI, Request
 
 from smsq.api_app import close_app_resources, create_app
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 
 LIMIT = 2048
 UPLOAD_LIMIT = 8192

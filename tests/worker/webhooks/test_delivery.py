@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from models.db import make_sessionmaker
 from models.tables import ApiKey, DisabledWebhookEndpoint, WebhookDelivery
-from smsq.settings import Settings
+from smsq.core.settings import Settings
 from worker.webhooks.delivery import DeliveryContext, Outcome, WebhookConfig, deliver
 from worker.webhooks.outbox import DeliveryStatus, new_delivery_id
 from worker.webhooks.sender import make_client

@@ -132,7 +132,7 @@ class Settings(BaseSettings):
         description="Prometheus /metrics of a worker (main process) on this port; unset: none",
     )
 
-    # --- logs (smsq.logs)
+    # --- logs (smsq.core.logs)
     log_json: bool = Field(default=False, description="JSON log lines instead of key=value")
     log_level: str | None = Field(
         default=None, description="log level; unset: INFO (services), WARNING (commands)"

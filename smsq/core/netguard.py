@@ -21,7 +21,7 @@ Numeric hosts in the forms old C resolvers accept (``2130706433``,
 ``0177.0.0.1``, ``0x7f.0.0.1``, ``127.1``) are read the way ``inet_aton``
 reads them, i.e. the way the connection would, so they cannot slip past.
 
-A leaf like ``smsq.settings``: the producer checks a URL when it accepts it
+A leaf like ``smsq.core.settings``: the producer checks a URL when it accepts it
 (:func:`check_callback_url`, no DNS), the worker again before each attempt
 (:func:`resolve_and_check`).
 """

@@ -1,10 +1,10 @@
 """Structured logs (structlog) routed through the standard ``logging`` module.
 
 JSON lines in production (``SMSQ_LOG_JSON=1``), readable key=value lines in a
-terminal; ``SMSQ_LOG_JSON`` and ``SMSQ_LOG_LEVEL`` are read by ``smsq.settings``
+terminal; ``SMSQ_LOG_JSON`` and ``SMSQ_LOG_LEVEL`` are read by ``smsq.core.settings``
 like every other setting (:func:`configure_from`). Going through ``logging``
 means one level setting and one handler for our logs, Celery's, uvicorn's and
-SQLAlchemy's, and lets tests capture them. A leaf like ``smsq.settings``: any
+SQLAlchemy's, and lets tests capture them. A leaf like ``smsq.core.settings``: any
 package may call :func:`configure`. Messages never carry credentials, API keys
 or OTP texts: callers log ids, statuses and codes, not message bodies.
 """
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 if TYPE_CHECKING:
-    from smsq.settings import Settings
+    from smsq.core.settings import Settings
 
 _configured = False
 

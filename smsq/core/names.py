@@ -1,6 +1,6 @@
 """Names shared by the producer, the workers and the operators' tools.
 
-Like ``smsq.settings``, a leaf every package may import. The producer enqueues
+Like ``smsq.core.settings``, a leaf every package may import. The producer enqueues
 by task *name* (``send_task``), so a web app that only enqueues needs none of
 the worker's code; the names below are the contract between the two.
 """

@@ -1,6 +1,6 @@
 """Publishing smsq's Celery tasks by name: the one publisher of the producer and the worker.
 
-The producer never imports the worker: it publishes ``smsq.names`` task names
+The producer never imports the worker: it publishes ``smsq.core.names`` task names
 with ``send_task``, so a web app that only enqueues needs none of the
 worker's code (design notes). The worker publishes the same tasks (retries,
 campaign batches, the promoter's and the sweeper's work) through the same
@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import structlog
 from celery import Celery
 
-from smsq.names import (
+from smsq.core.names import (
     QUEUE_CAMPAIGN,
     QUEUE_WEBHOOKS,
     TASK_DELIVER_WEBHOOK,
@@ -40,7 +40,7 @@ from smsq.names import (
     TASK_START_CAMPAIGN,
 )
 
-log = structlog.get_logger("smsq.publisher")
+log = structlog.get_logger("smsq.core.publisher")
 
 # kombu's publish retry: one more try right away after reconnecting, then a
 # second after 0.2 s. Longer waits would hold a web request while the
