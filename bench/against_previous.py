@@ -111,6 +111,8 @@ def main() -> int:
                     figures = run_once(trees[label], name, Path(tmp) / f"{label}-{name}.json")
                     for figure, value in figures.items():
                         runs[label].setdefault(figure, []).append(value)
+                    if args.json:  # kept as it grows: a long run that stops keeps its figures
+                        args.json.write_text(json.dumps({"partial": runs}, indent=2))
 
     print(f"\n{'figure':<42} {'previous (runs)':>26} {'current (runs)':>26} {'ratio':>6}")
     result: dict[str, Any] = {"previous": args.previous, "rounds": args.rounds, "figures": {}}

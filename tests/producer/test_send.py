@@ -6,7 +6,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -24,36 +23,11 @@ from producer.errors import InvalidField
 from smsq.core.publisher import TaskPublisher
 from smsq.core.settings import Settings
 
+# The recorder fixture (tests/producer/conftest.py); its type, for annotations.
+RecordingEnqueuer = Any
+
 NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
 HORIZON = 120
-
-
-@dataclass
-class Call:
-    ids: list[str]
-    queue: str
-    eta: dt.datetime | None
-    # What a worker would find at that moment, read in a new session:
-    # id -> (status, [event statuses]).
-    visible: dict[str, tuple[str, list[str]]]
-
-
-@dataclass
-class RecordingEnqueuer:
-    """Records what would have been enqueued, and what the DB showed then."""
-
-    sessions: sessionmaker[Session]
-    calls: list[Call] = field(default_factory=list)
-
-    def send_messages(self, ids: list[str], *, queue: str, eta: dt.datetime | None = None) -> bool:
-        with self.sessions() as session:
-            rows = session.execute(select(Message.id, Message.status).where(Message.id.in_(ids)))
-            visible = {mid: (status, _events(session, mid)) for mid, status in rows}
-        self.calls.append(Call(list(ids), queue, eta, visible))
-        return True
-
-    def start_campaign(self, campaign_id: str, *, eta: dt.datetime | None = None) -> bool:
-        raise AssertionError("the producer never starts a campaign itself")
 
 
 class FailingEnqueuer:
@@ -89,11 +63,6 @@ def make_settings(db_url: str) -> Settings:
         max_parts=10,
         timezone="Europe/Berlin",
     )
-
-
-@pytest.fixture
-def recorder(sessions: sessionmaker[Session]) -> RecordingEnqueuer:
-    return RecordingEnqueuer(sessions)
 
 
 @pytest.fixture

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.tables import Message, MessageEvent, Suppression
+from models.tables import Message, Suppression
 from producer.api import Producer
 from producer.errors import InvalidField
 from producer.message_spec import check_message
@@ -17,51 +17,11 @@ from producer.numbers import normalize_number
 from producer.single_messages import CheckedSend, send_each, send_many
 from smsq.core.settings import Settings
 
+# The recorder fixture (tests/producer/conftest.py); its type, for annotations.
+RecordingEnqueuer = Any
+
 NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
 BATCH = 3
-
-
-@dataclass
-class Call:
-    ids: list[str]
-    queue: str
-    eta: dt.datetime | None
-    # What a worker would find at that moment, read in a new session:
-    # id -> (status, [event statuses]).
-    visible: dict[str, tuple[str, list[str]]]
-
-
-@dataclass
-class RecordingEnqueuer:
-    sessions: sessionmaker[Session]
-    calls: list[Call] = field(default_factory=list)
-
-    def send_messages(self, ids: list[str], *, queue: str, eta: dt.datetime | None = None) -> bool:
-        with self.sessions() as session:
-            rows = session.execute(select(Message.id, Message.status).where(Message.id.in_(ids)))
-            visible = {
-                mid: (
-                    status,
-                    list(
-                        session.scalars(
-                            select(MessageEvent.status)
-                            .where(MessageEvent.message_id == mid)
-                            .order_by(MessageEvent.id)
-                        )
-                    ),
-                )
-                for mid, status in rows
-            }
-        self.calls.append(Call(list(ids), queue, eta, visible))
-        return True
-
-    def start_campaign(self, campaign_id: str, *, eta: dt.datetime | None = None) -> bool:
-        raise AssertionError("the producer never starts a campaign itself")
-
-
-@pytest.fixture
-def recorder(sessions: sessionmaker[Session]) -> RecordingEnqueuer:
-    return RecordingEnqueuer(sessions)
 
 
 @pytest.fixture

@@ -1,0 +1,56 @@
+"""What the producer's tests share: a publisher that records what it was given
+and what a worker would have found in the database at that moment."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.tables import Message, MessageEvent
+
+
+@dataclass
+class Call:
+    ids: list[str]
+    queue: str
+    eta: dt.datetime | None
+    # What a worker would find at that moment, read in a new session:
+    # id -> (status, [event statuses]).
+    visible: dict[str, tuple[str, list[str]]]
+
+
+@dataclass
+class RecordingEnqueuer:
+    """Records what would have been enqueued, and what the DB showed then."""
+
+    sessions: sessionmaker[Session]
+    calls: list[Call] = field(default_factory=list)
+
+    def send_messages(self, ids: list[str], *, queue: str, eta: dt.datetime | None = None) -> bool:
+        with self.sessions() as session:
+            rows = session.execute(select(Message.id, Message.status).where(Message.id.in_(ids)))
+            visible = {mid: (status, event_statuses(session, mid)) for mid, status in rows}
+        self.calls.append(Call(list(ids), queue, eta, visible))
+        return True
+
+    def start_campaign(self, campaign_id: str, *, eta: dt.datetime | None = None) -> bool:
+        raise AssertionError("the producer never starts a campaign itself")
+
+
+def event_statuses(session: Session, message_id: str) -> list[str]:
+    return list(
+        session.scalars(
+            select(MessageEvent.status)
+            .where(MessageEvent.message_id == message_id)
+            .order_by(MessageEvent.id)
+        )
+    )
+
+
+@pytest.fixture
+def recorder(sessions: sessionmaker[Session]) -> RecordingEnqueuer:
+    return RecordingEnqueuer(sessions)
