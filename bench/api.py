@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -93,6 +94,7 @@ class Bench(Stack):
         )
         self.wait_http(f"{self.base}/healthz")
         assert server.poll() is None
+        self.server = server
 
     def reset(self) -> None:
         with self.engine.begin() as conn:
@@ -134,7 +136,27 @@ class Bench(Stack):
 
     def run(self, request: Request) -> dict[str, Any]:
         a = self.args
-        return asyncio.run(drive(self.base, a.requests, a.concurrency, request))
+        before = server_cpu_seconds(self.server.pid)
+        result = asyncio.run(drive(self.base, a.requests, a.concurrency, request))
+        # CPU the API processes spent per request: steadier than the rate on a
+        # shared machine (the load generator and PostgreSQL are not counted).
+        cpu = server_cpu_seconds(self.server.pid) - before
+        result["server_cpu_ms_per_request"] = 1000 * cpu / a.requests
+        return result
+
+
+def server_cpu_seconds(group: int) -> float:
+    """User + system CPU of every process in the process group ``group`` (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[2]) == group:  # pgrp; utime and stime are fields 14 and 15
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
 
 
 def measure_healthz(bench: Bench) -> dict[str, Any]:
@@ -216,16 +238,24 @@ def main() -> int:
         bench.stop()
 
     medians = {name: statistics.median(r["rate"] for r in rs) for name, rs in runs.items()}
+    cpu = {
+        name: statistics.median(r["server_cpu_ms_per_request"] for r in rs)
+        for name, rs in runs.items()
+    }
     print(f"{'':10} {'requests':>9} {'runs (req/s)':>28} {'median':>8} {'of healthz':>10}")
     for name, rs in runs.items():
         rates = " / ".join(f"{r['rate']:.0f}" for r in rs)
         share = medians[name] / medians["healthz"]
-        print(f"{name:10} {args.requests:>9} {rates:>28} {medians[name]:>8.0f} {share:>9.0%}")
+        print(
+            f"{name:10} {args.requests:>9} {rates:>28} {medians[name]:>8.0f} {share:>9.0%}"
+            f"  server CPU {cpu[name]:.2f} ms/request"
+        )
     if args.json:
         result = {
             "args": {k: str(v) for k, v in vars(args).items()},
             "runs": runs,
             "medians": medians,
+            "server_cpu_ms_per_request": cpu,
         }
         args.json.write_text(json.dumps(result, indent=2))
     return 0
