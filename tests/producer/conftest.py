@@ -4,6 +4,7 @@ and what a worker would have found in the database at that moment."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -54,3 +55,9 @@ def event_statuses(session: Session, message_id: str) -> list[str]:
 @pytest.fixture
 def recorder(sessions: sessionmaker[Session]) -> RecordingEnqueuer:
     return RecordingEnqueuer(sessions)
+
+
+@pytest.fixture
+def events_of(session: Session) -> Callable[[str], list[str]]:
+    """A message's event statuses, in order."""
+    return lambda message_id: event_statuses(session, message_id)

@@ -5,7 +5,7 @@ import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from smsq.core.settings import Settings
 
 # The recorder fixture (tests/producer/conftest.py); its type, for annotations.
 RecordingEnqueuer = Any
+EventsOf = Callable[[str], list[str]]
 
 NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
 HORIZON = 120
@@ -42,16 +43,6 @@ class FailingEnqueuer:
 
     def start_campaign(self, campaign_id: str, *, eta: dt.datetime | None = None) -> bool:
         raise ConnectionError("down")
-
-
-def _events(session: Session, message_id: str) -> list[str]:
-    return list(
-        session.scalars(
-            select(MessageEvent.status)
-            .where(MessageEvent.message_id == message_id)
-            .order_by(MessageEvent.id)
-        )
-    )
 
 
 def make_settings(db_url: str) -> Settings:
@@ -203,7 +194,7 @@ def test_a_concurrent_insert_with_the_same_key_wins_and_is_returned(
 
 
 def test_a_stop_listed_number_is_recorded_suppressed_and_not_enqueued(
-    producer: Producer, recorder: RecordingEnqueuer, session: Session
+    producer: Producer, recorder: RecordingEnqueuer, session: Session, events_of: EventsOf
 ) -> None:
     session.add(Suppression(number="+491701234567", reason="STOP"))
     session.commit()
@@ -211,7 +202,7 @@ def test_a_stop_listed_number_is_recorded_suppressed_and_not_enqueued(
     assert receipt.status == "suppressed"
     message = row(session, receipt.id)
     assert (message.status, message.finished_at) == ("suppressed", NOW)
-    assert _events(session, receipt.id) == ["suppressed"]
+    assert events_of(receipt.id) == ["suppressed"]
     assert recorder.calls == []
 
 
@@ -230,7 +221,7 @@ def test_stop_list_false_lets_an_otp_through(
 
 
 def test_a_far_send_time_is_scheduled_without_a_task(
-    producer: Producer, recorder: RecordingEnqueuer, session: Session
+    producer: Producer, recorder: RecordingEnqueuer, session: Session, events_of: EventsOf
 ) -> None:
     receipt = producer.send("+491701234567", "Tomorrow", send_at="2026-01-16 09:00")
     assert receipt.status == "scheduled"
@@ -238,7 +229,7 @@ def test_a_far_send_time_is_scheduled_without_a_task(
     # Europe/Berlin is UTC+1 in January.
     assert message.send_at == dt.datetime(2026, 1, 16, 8, 0, tzinfo=dt.UTC)
     assert message.expires_at == message.send_at + dt.timedelta(seconds=86_400)
-    assert _events(session, receipt.id) == ["scheduled"]
+    assert events_of(receipt.id) == ["scheduled"]
     assert recorder.calls == []
 
 
