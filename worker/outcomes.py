@@ -84,6 +84,23 @@ def record_outcomes(
     rng: random.Random | None = None,
 ) -> Written:
     """Decide what each result means and write it through the ledger. The caller commits."""
+    written, moves = decide_outcomes(results, now=now, policy=policy, rng=rng)
+    write_claimed_moves(session, moves, now=now, token=token)
+    return written
+
+
+def decide_outcomes(
+    results: Sequence[tuple[Claimed, Outcome]],
+    *,
+    now: dt.datetime,
+    policy: RetryPolicy,
+    rng: random.Random | None = None,
+) -> tuple[Written, list[RowMove]]:
+    """What each result means, as ledger moves; counted and logged once.
+
+    Deciding is apart from writing so that a write the database refused can
+    be tried again with the same decisions (the same backoff, no second count).
+    """
     written = Written()
     moves: dict[str, RowMove] = {}
     for claimed, outcome in results:
@@ -96,8 +113,7 @@ def record_outcomes(
             detail=change.detail,
         )
         _observe(claimed, change)
-    write_claimed_moves(session, list(moves.values()), now=now, token=token)
-    return written
+    return written, list(moves.values())
 
 
 def _decide(

@@ -146,6 +146,7 @@ class Runtime:
             policy=self.policy,
             lease=self.settings.sending_lease,
             send_concurrency=self.settings.send_concurrency,
+            outcome_patience=self.settings.outcome_write_patience,
         )
 
     def now(self) -> dt.datetime:

@@ -41,8 +41,10 @@ from typing import Any
 
 import httpx
 import structlog
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.ledger import RowMove, write_claimed_moves
 from models.ledger.reports import replay_orphans
 from models.status import MessageKind
 from providers.base import Accepted, Adapter, Outbound, Outcome, Recipient, Rejected
@@ -53,7 +55,7 @@ from smsq.core.publisher import Publisher
 from worker.campaign_progress import finish_campaigns
 from worker.claims import Claimed, claim, expire_overdue, release, renew_lease
 from worker.metrics import BUCKET_RELEASED, BUCKET_WAIT, SEND_LATENCY
-from worker.outcomes import Written, record_outcomes
+from worker.outcomes import Written, decide_outcomes
 from worker.retry_policy import RetryPolicy
 from worker.throttle import TokenBucket
 
@@ -75,6 +77,7 @@ class SendContext:
     policy: RetryPolicy
     lease: float
     send_concurrency: int = 100
+    outcome_patience: float = 900.0  # seconds to keep retrying the write of outcomes
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     rng: random.Random | None = None
 
@@ -148,16 +151,10 @@ async def _send_claimed(
     finally:
         keeper.cancel()
 
+    later = ctx.clock()
+    result.written, moves = decide_outcomes(outcomes, now=later, policy=ctx.policy, rng=ctx.rng)
+    await _store_outcomes(ctx, claimed, released, moves, token, later, max(waits, default=1.0))
     with ctx.sessions() as session:
-        later = ctx.clock()
-        if released:
-            retry_at = later + dt.timedelta(seconds=max(waits, default=1.0))
-            release(session, [m.id for m in released], now=later, retry_at=retry_at, token=token)
-        result.written = record_outcomes(
-            session, outcomes, now=later, policy=ctx.policy, token=token, rng=ctx.rng
-        )
-        finish_campaigns(session, {m.campaign_id for m in claimed if m.campaign_id}, now=later)
-        session.commit()
         # Reports that overtook us (matched by the ids we just stored) apply now.
         accepted = [o for _, o in outcomes if isinstance(o, Accepted)]
         if accepted:
@@ -183,6 +180,59 @@ async def _send_claimed(
         retried=len(result.written.retries),
         released=result.released,
     )
+
+
+# Errors of a database that is unreachable or dropped the connection (psycopg
+# raises OperationalError for both, and for a deadlock): worth trying again.
+_DATABASE_AWAY = (OperationalError, InterfaceError)
+
+
+async def _store_outcomes(
+    ctx: SendContext,
+    claimed: Sequence[Claimed],
+    released: Sequence[Claimed],
+    moves: list[RowMove],
+    token: str,
+    later: dt.datetime,
+    wait: float,
+) -> None:
+    """Write what this batch learned; while the database is away, keep it and retry.
+
+    An accepted send must never end ``unknown`` because of a database blip,
+    nor be sent again because its outcome was dropped: the decisions are
+    kept and the same write is tried again (backing off to every 5 s) for
+    ``ctx.outcome_patience`` seconds. Rows whose lease ran out meanwhile were
+    made ``unknown`` by the sweeper; the ledger still moves them to what the
+    provider answered (``unknown -> sent`` is allowed).
+    """
+    campaigns = {m.campaign_id for m in claimed if m.campaign_id}
+    delay = 0.2
+    deadline = time.monotonic() + ctx.outcome_patience
+    while True:
+        try:
+            with ctx.sessions() as session:
+                if released:
+                    retry_at = later + dt.timedelta(seconds=wait)
+                    ids = [m.id for m in released]
+                    release(session, ids, now=later, retry_at=retry_at, token=token)
+                write_claimed_moves(session, moves, now=later, token=token)
+                finish_campaigns(session, campaigns, now=later)
+                session.commit()
+            if delay > 0.2:
+                log.warning("outcomes written after the database came back", messages=len(moves))
+            return
+        except _DATABASE_AWAY as exc:
+            if time.monotonic() + delay > deadline:
+                log.error("outcomes lost: the database stayed away", messages=len(moves))
+                raise
+            log.warning(
+                "database away: outcomes kept, retrying",
+                error=type(exc).__name__,
+                messages=len(moves),
+                retry_in=delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _group_key(message: Claimed, now: dt.datetime) -> _GroupKey:

@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     )
     throttle_min_factor: float = Field(default=0.05, gt=0, le=1, description="slowest factor")
     sending_lease: int = Field(default=120, gt=0, description="a claim is owned this long")
+    outcome_write_patience: float = Field(
+        default=900,
+        gt=0,
+        description="seconds a worker keeps retrying to write what providers answered "
+        "while the database is unreachable",
+    )
     unknown_resend_after: int = Field(
         default=300, gt=0, description="resend an 'unknown' message once, if no report came"
     )

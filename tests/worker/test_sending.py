@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from models.status import CampaignStatus, MessageStatus
@@ -289,3 +292,84 @@ async def test_a_worker_that_wakes_after_losing_its_rows_neither_renews_nor_writ
     session.commit()
     [row] = rows(session, [message])
     assert row.status == S.SENDING and row.lease_token == "other"  # untouched
+
+
+class DatabaseAwayForWrites:
+    """Sessions whose commit fails ``failures`` times after the claim's commit,
+    as a database that went away while the batch was on the wire would."""
+
+    def __init__(self, sessions: Any, failures: int) -> None:
+        self.sessions = sessions
+        self.failures = failures
+        self.commits = 0
+
+    def __call__(self) -> Session:
+        session: Session = self.sessions()
+        commit = session.commit
+
+        def failing_commit() -> None:
+            self.commits += 1
+            if self.commits > 1 and self.failures > 0:  # the first commit is the claim's
+                self.failures -= 1
+                session.rollback()
+                raise OperationalError("COMMIT", None, ConnectionError("server closed"))
+            commit()
+
+        session.commit = failing_commit  # type: ignore[method-assign]
+        return session
+
+
+async def test_outcomes_are_kept_and_written_when_the_database_comes_back(
+    harness: Any, queued: Callable[..., list[Message]], session: Session
+) -> None:
+    messages = queued(5)
+    away = DatabaseAwayForWrites(harness.ctx.sessions, failures=2)
+    ctx = dataclasses.replace(harness.ctx, sessions=away)
+    result = await send_batch(ctx, [m.id for m in messages])
+    assert away.failures == 0  # both failed writes happened
+    assert result.written.sent == 5
+    for row in rows(session, messages):
+        assert (row.status, row.attempts, row.lease_token) == (S.SENT, 1, None)
+    stats = harness.sim.stats()
+    assert stats["accepted"] == 5 and stats["duplicates"] == []  # never sent again
+    events = session.scalars(
+        select(MessageEvent.status).where(MessageEvent.message_id == messages[0].id)
+    )
+    assert list(events) == ["sending", "sent"]  # the failed writes left nothing behind
+
+
+async def test_outcomes_written_after_the_sweeper_made_the_rows_unknown_still_land(
+    harness: Any, queued: Callable[..., list[Message]], session: Session
+) -> None:
+    """The lease ran out while the database was away and the sweeper, back first,
+    made the rows unknown: the kept outcome still moves them to sent."""
+    messages = queued(2)
+    real = harness.ctx.sessions
+
+    class SweptMeanwhile(DatabaseAwayForWrites):
+        def __call__(self) -> Session:
+            if self.failures == 0 and self.commits == 2:  # after the failed write
+                with real() as s:
+                    s.execute(
+                        update(Message)
+                        .where(Message.id.in_([m.id for m in messages]))
+                        .values(status=S.UNKNOWN, lease_token=None, lease_until=None)
+                    )
+                    s.commit()
+            return super().__call__()
+
+    ctx = dataclasses.replace(harness.ctx, sessions=SweptMeanwhile(real, failures=1))
+    await send_batch(ctx, [m.id for m in messages])
+    assert [r.status for r in rows(session, messages)] == [S.SENT, S.SENT]
+
+
+async def test_outcomes_are_given_up_after_the_patience(
+    harness: Any, queued: Callable[..., list[Message]], session: Session
+) -> None:
+    messages = queued(1)
+    away = DatabaseAwayForWrites(harness.ctx.sessions, failures=100)
+    ctx = dataclasses.replace(harness.ctx, sessions=away, outcome_patience=0.5)
+    with pytest.raises(OperationalError):
+        await send_batch(ctx, [m.id for m in messages])
+    [row] = rows(session, messages)
+    assert row.status == S.SENDING  # the sweeper resolves it (lease, then unknown)
