@@ -10,7 +10,13 @@
     │   └── TransportError        the request never left (connect error, pool timeout)
     ├── PermanentError            every other code; ``code`` and the vendor's text kept
     ├── ProviderProtocolError     an answer we cannot parse; names what was received
-    └── OutcomeUnknown            read timeout: the SMS may have been sent
+    └── OutcomeUnknown            no readable outcome: the SMS may have been sent
+        └── NoAnswer              read timeout, connection dropped mid-answer
+
+An error read from a bare HTTP status (no vendor code in the body) keeps that
+status in ``http_status``: the worker's circuit breaker
+(``worker.provider_health``) counts 5xx answers without a vendor error, never
+a readable code 6 or 7.
 
 Credentials never appear in these messages: adapters build them from codes,
 statuses and a bounded excerpt of the answer body.
@@ -26,6 +32,8 @@ class ProviderError(Exception):
 
     code: int | None = None
     retry_after: float | None = None
+    http_status: int | None = None
+    """Set when the error was read from a bare HTTP status, not a vendor code."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -77,6 +85,10 @@ class OutcomeUnknown(ProviderError):
     """
 
 
+class NoAnswer(OutcomeUnknown):
+    """The request left but no answer came (read timeout, connection dropped)."""
+
+
 def error_for_code(
     code: int, description: str | None = None, *, retry_after: float | None = None
 ) -> ProviderError:
@@ -97,10 +109,14 @@ def error_for_http_status(status: int, *, retry_after: float | None = None) -> P
     The decided meanings (shared/providers): 429 throttled, 503 queue full,
     any other 5xx unavailable; all honour ``Retry-After``.
     """
+    error: ProviderError
     if status == 429:
-        return Throttled("HTTP 429 from provider", retry_after=retry_after)
-    if status == 503:
-        return QueueFull("HTTP 503 from provider", retry_after=retry_after)
-    if status >= 500:
-        return ProviderUnavailable(f"HTTP {status} from provider", retry_after=retry_after)
-    return None
+        error = Throttled("HTTP 429 from provider", retry_after=retry_after)
+    elif status == 503:
+        error = QueueFull("HTTP 503 from provider", retry_after=retry_after)
+    elif status >= 500:
+        error = ProviderUnavailable(f"HTTP {status} from provider", retry_after=retry_after)
+    else:
+        return None
+    error.http_status = status
+    return error

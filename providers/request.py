@@ -27,7 +27,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from providers.errors import OutcomeUnknown, TransportError
+from providers.errors import NoAnswer, TransportError
 
 # Errors raised before a request was written to the wire.
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -94,7 +94,7 @@ async def send_request(
         ) from None
     except httpx.TransportError as exc:
         # Read/write timeouts, a connection dropped mid-answer: it may have been sent.
-        raise OutcomeUnknown(f"no answer from the provider: {type(exc).__name__}") from None
+        raise NoAnswer(f"no answer from the provider: {type(exc).__name__}") from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -156,10 +156,17 @@ def expire_overdue(session: Session, ids: Sequence[str], *, now: dt.datetime) ->
 
 
 def release(
-    session: Session, ids: Sequence[str], *, now: dt.datetime, retry_at: dt.datetime, token: str
+    session: Session,
+    ids: Sequence[str],
+    *,
+    now: dt.datetime,
+    retry_at: dt.datetime,
+    token: str,
+    detail: str = "released unsent: waiting for throttle tokens",
 ) -> list[str]:
     """Give claimed rows back unsent (the bucket had no tokens for them soon
-    enough, or the provider is paused): ``sending -> queued``. Not an attempt."""
+    enough, the provider is paused, its circuit breaker is open):
+    ``sending -> queued``. Not an attempt."""
     if not ids:
         return []
     rows = move_where(
@@ -175,7 +182,7 @@ def release(
         },
         source=EventSource.WORKER,
         now=now,
-        detail="released unsent: waiting for throttle tokens",
+        detail=detail,
     )
     return [row[0] for row in rows]
 

@@ -74,6 +74,12 @@ BUCKET_RELEASED = Counter(
     "Messages given back unsent because the bucket would have made them wait too long",
     ["provider"],
 )
+BREAKER_HELD = Counter(
+    "smsq_breaker_held_messages",  # exported as smsq_breaker_held_messages_total
+    "Messages given back unsent (no attempt spent) because the provider's circuit "
+    "breaker was open (worker.provider_health)",
+    ["provider"],
+)
 RETRIES = Counter(
     "smsq_retries",  # exported as smsq_retries_total
     "Retryable answers that were scheduled for another attempt, by provider code "

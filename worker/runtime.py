@@ -29,6 +29,7 @@ from providers.http import make_async_client
 from providers.registry import make_adapter
 from smsq.core.publisher import Publisher
 from smsq.core.settings import Settings
+from worker.provider_health import ProviderHealth, breaker_settings
 from worker.retry_policy import RetryPolicy
 from worker.sending import SendContext
 from worker.throttle import TokenBucket
@@ -102,6 +103,8 @@ class Runtime:
         # Status events at or below it are all made into deliveries (worker.webhooks.outbox).
         self.outbox_cursor = OutboxCursor()
         self._buckets: dict[str, TokenBucket] = {}
+        self._health: dict[str, ProviderHealth] = {}
+        self.breaker = breaker_settings(s)
         self._local = threading.local()
         self._loops: list[SendLoop] = []
         self._lock = threading.Lock()
@@ -124,6 +127,13 @@ class Runtime:
             )
         return self._buckets[provider]
 
+    def health(self, provider: str) -> ProviderHealth:
+        """The provider's circuit breaker (its state lives in Redis)."""
+        health = self._health.get(provider)
+        if health is None:
+            health = self._health[provider] = ProviderHealth(self.store, provider, self.breaker)
+        return health
+
     def send_loop(self) -> SendLoop:
         """This thread's loop, made on its first use."""
         loop: SendLoop | None = getattr(self._local, "loop", None)
@@ -142,6 +152,7 @@ class Runtime:
             client=self.send_loop().client(),
             adapters=self.adapters,
             bucket=self.bucket,
+            health=self.health,
             publisher=self.publisher,
             policy=self.policy,
             lease=self.settings.sending_lease,

@@ -54,8 +54,9 @@ from smsq.core.names import QUEUE_FOR_KIND
 from smsq.core.publisher import Publisher
 from worker.campaign_progress import finish_campaigns
 from worker.claims import Claimed, claim, expire_overdue, release, renew_lease
-from worker.metrics import BUCKET_RELEASED, BUCKET_WAIT, SEND_LATENCY
+from worker.metrics import BREAKER_HELD, BUCKET_RELEASED, BUCKET_WAIT, SEND_LATENCY
 from worker.outcomes import Written, decide_outcomes
+from worker.provider_health import BreakerState, ProviderHealth, is_outage_failure
 from worker.retry_policy import RetryPolicy
 from worker.throttle import TokenBucket
 
@@ -80,6 +81,8 @@ class SendContext:
     outcome_patience: float = 900.0  # seconds to keep retrying the write of outcomes
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     rng: random.Random | None = None
+    health: Callable[[str], ProviderHealth] | None = None
+    """The account's circuit breaker (``worker.provider_health``); None: no breaker."""
 
 
 @dataclass
@@ -312,6 +315,7 @@ async def _feed_group(
     """Take tokens and hand chunks of ``pending`` to the adapter, popping them."""
     adapter = ctx.adapters[key.provider]
     bucket = ctx.bucket(key.provider)
+    health = ctx.health(key.provider) if ctx.health is not None else None
     per_request = adapter.max_recipients if adapter.max_recipients > 1 else ctx.send_concurrency
     waited = 0.0  # since the last grant
     while pending:
@@ -324,7 +328,18 @@ async def _feed_group(
             pending.extend(kept)
             if not pending:
                 break
-        window = [pending[i] for i in range(min(per_request, len(pending)))]
+        probe = False
+        if health is not None:
+            gate = health.gate()
+            if not (gate.send or gate.probe):
+                # The breaker is open: nothing goes out, no attempt is spent.
+                BREAKER_HELD.labels(provider=key.provider).inc(len(pending))
+                released.extend(pending)
+                waits.append(gate.wait + (ctx.rng or random).uniform(0, 1.0))
+                break
+            probe = gate.probe
+        size = 1 if probe else per_request
+        window = [pending[i] for i in range(min(size, len(pending)))]
         grant = bucket.acquire(sum(_tokens(m) for m in window), minimum=_tokens(window[0]))
         if grant.granted == 0:
             if waited + grant.wait > MAX_TOKEN_WAIT:
@@ -345,7 +360,11 @@ async def _feed_group(
             take.append(message)
         if used < grant.granted:
             bucket.refund(grant.granted - used)
-        in_flight.append(asyncio.create_task(_send_chunk(ctx, key, take, adapter, outcomes)))
+        chunk = _send_chunk(ctx, key, take, adapter, outcomes, released, waits, probe=probe)
+        if probe:
+            await chunk  # its answer decides whether the rest may go
+        else:
+            in_flight.append(asyncio.create_task(chunk))
 
 
 async def _send_chunk(
@@ -354,6 +373,10 @@ async def _send_chunk(
     messages: list[Claimed],
     adapter: Adapter,
     outcomes: list[tuple[Claimed, Outcome]],
+    released: list[Claimed],
+    waits: list[float],
+    *,
+    probe: bool = False,
 ) -> None:
     outbound = Outbound(
         text=key.text,
@@ -376,10 +399,45 @@ async def _send_chunk(
         results = [Rejected(m.id, error) for m in messages]
     finally:
         SEND_LATENCY.labels(provider=key.provider).observe(time.perf_counter() - started)
-    outcomes.extend(zip(messages, results, strict=True))
+    outcomes.extend(_after_health(ctx, key.provider, messages, results, released, waits, probe))
     if any(isinstance(r, Rejected) and isinstance(r.error, Throttled) for r in results):
         with contextlib.suppress(Exception):  # a slower bucket is an optimisation
             ctx.bucket(key.provider).penalize()
+
+
+def _after_health(
+    ctx: SendContext,
+    provider: str,
+    messages: list[Claimed],
+    results: list[Outcome],
+    released: list[Claimed],
+    waits: list[float],
+    probe: bool,
+) -> list[tuple[Claimed, Outcome]]:
+    """Tell the breaker what the provider answered; return the outcomes to record.
+
+    While the breaker is not closed (it just opened, a probe failed, or it
+    opened while these requests were in flight), a failure that certainly did
+    not send is given back unsent instead: the outage spends no attempts.
+    """
+    pairs = list(zip(messages, results, strict=True))
+    if ctx.health is None:
+        return pairs
+    health = ctx.health(provider)
+    try:
+        state = health.record(results, probe=probe)
+    except Exception:  # a breaker that cannot be told must not lose the outcomes
+        log.exception("provider health not recorded", provider=provider)
+        return pairs
+    if state is BreakerState.CLOSED:
+        return pairs
+    kept = [(m, r) for m, r in pairs if not is_outage_failure(r)]
+    held = [m for m, r in pairs if is_outage_failure(r)]
+    if held:
+        BREAKER_HELD.labels(provider=provider).inc(len(held))
+        released.extend(held)
+        waits.append(health.settings.probe_interval)
+    return kept
 
 
 def message_fields(message: Claimed) -> dict[str, Any]:

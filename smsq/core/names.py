@@ -59,3 +59,15 @@ def api_rate_key(client_id: str, window: int) -> str:
 # data (restart without persistence, FLUSHALL) and with it every queued task:
 # the sweeper then re-enqueues all due work from the database.
 BROKER_MARKER_KEY = f"{REDIS_PREFIX}broker-marker"
+
+
+def health_key(provider: str) -> str:
+    """The circuit breaker of one provider account (a hash: state, since, counters;
+    ``worker.provider_health``)."""
+    return f"{REDIS_PREFIX}health:{provider}"
+
+
+def probe_key(provider: str) -> str:
+    """Present while one worker of the fleet may send an open breaker's probe;
+    expires after the probe interval (``worker.provider_health``)."""
+    return f"{REDIS_PREFIX}health-probe:{provider}"

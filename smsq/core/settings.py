@@ -97,6 +97,20 @@ class Settings(BaseSettings):
         description="seconds a worker keeps retrying to write what providers answered "
         "while the database is unreachable",
     )
+    # --- provider circuit breaker (worker.provider_health, docs/operations.md)
+    breaker_failures: int = Field(
+        default=5, ge=1, description="consecutive transport failures that open a breaker"
+    )
+    breaker_error_share: float = Field(
+        default=0.5, gt=0, le=1, description="share of bare HTTP 5xx answers that opens it"
+    )
+    breaker_min_answers: int = Field(
+        default=20, ge=1, description="answers in the window before the 5xx share counts"
+    )
+    breaker_window: float = Field(default=10.0, gt=0, description="the 5xx window, seconds")
+    breaker_probe_interval: float = Field(
+        default=5.0, gt=0, description="one probe per this many seconds while open"
+    )
     unknown_resend_after: int = Field(
         default=300, gt=0, description="resend an 'unknown' message once, if no report came"
     )
