@@ -6,7 +6,8 @@ tests need no broker:
 
 - :func:`fleet_status`: workers alive and what they consume, each queue's
   depth and how long its oldest due message has waited, scheduled work, each
-  provider's bucket (rate, tokens, paused), send rates over 1 and 5 minutes,
+  provider's bucket (rate, tokens, paused) and circuit breaker (closed, open,
+  half-open, since when: ``worker.provider_health``), send rates over 1 and 5 minutes,
   failures by provider code in the last hour, messages in ``unknown``. A part
   that cannot be read (the broker is down, no worker answers) is reported in
   ``problems``; the rest is still shown.
@@ -49,6 +50,7 @@ from smsq.core.names import (
 from smsq.core.publisher import Publisher
 from smsq.core.settings import Settings
 from worker.broker import broker_data_lost, queue_depth
+from worker.provider_health import BreakerState, HealthState, ProviderHealth, breaker_settings
 from worker.sweeper import sweep
 from worker.throttle import TokenBucket, pause_provider, resume_provider
 
@@ -97,6 +99,14 @@ class ProviderInfo:
     sent_per_second_5m: float
     errors_last_hour: dict[str, int]
     """Failed messages by provider code (``none``: failed without a code)."""
+    breaker: str | None = None
+    """The circuit breaker (``worker.provider_health``): ``closed``, ``open`` or
+    ``half-open`` (a probe is out); None when the throttle store could not be read."""
+    breaker_since: dt.datetime | None = None
+    """When that state began (open, half-open: when the outage began); None:
+    closed and never opened, or unknown."""
+    breaker_reason: str | None = None
+    """Why it opened; None while closed."""
 
 
 @dataclass(frozen=True)
@@ -258,14 +268,18 @@ def _provider_info(
     account = settings.providers[name]
     paused: bool | None = None
     rate = factor = tokens = None
+    health: HealthState | None = None
     if store is not None:
         try:
             bucket = make_bucket(settings, store, name)
             state = bucket.state()
             paused = bucket.is_paused()
             rate, factor, tokens = state.rate, state.factor, state.tokens
+            health = ProviderHealth(store, name, breaker_settings(settings)).state()
         except redis.RedisError as exc:
             problems.append(f"throttle store: bucket {name} unavailable ({type(exc).__name__})")
+        if health is not None and health.state is not BreakerState.CLOSED:
+            problems.append(f"provider {name}: circuit breaker {health.state} ({health.reason})")
     errors = session.execute(
         select(Message.error_code, func.count())
         .where(
@@ -291,6 +305,9 @@ def _provider_info(
             ("none" if code is None else str(code)): count
             for code, count in sorted(errors, key=lambda r: (r[0] is None, r[0] or 0))
         },
+        breaker=None if health is None else health.state.value,
+        breaker_since=None if health is None else health.since,
+        breaker_reason=None if health is None else health.reason,
     )
 
 

@@ -181,6 +181,7 @@ def render_status(status: fleet.FleetStatus) -> Group:
     providers = Table(
         "provider",
         "state",
+        "breaker",
         "rate/s (configured)",
         "tokens",
         "sent/s 1m",
@@ -194,6 +195,7 @@ def render_status(status: fleet.FleetStatus) -> Group:
         providers.add_row(
             escape(p.name),
             state,
+            _breaker(p),
             f"{_num(p.rate)} ({_num(p.configured_rate)})",
             f"{_num(p.tokens)} / {p.burst}",
             _num(p.sent_per_second_1m, 2),
@@ -211,6 +213,15 @@ def render_status(status: fleet.FleetStatus) -> Group:
     for problem in status.problems:
         parts.append(f"[yellow]warning:[/yellow] {escape(problem)}")
     return Group(*parts)
+
+
+def _breaker(p: fleet.ProviderInfo) -> str:
+    """``closed``, or the open state in red with since when (the outage's start)."""
+    if p.breaker is None:
+        return "?"
+    if p.breaker == "closed":
+        return "closed"
+    return f"[red]{p.breaker}[/red] since {when(p.breaker_since)}"
 
 
 @fleet_app.command("status")

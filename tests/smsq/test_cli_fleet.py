@@ -17,11 +17,14 @@ from typer.testing import CliRunner, Result
 
 from models.status import MessageStatus
 from models.tables import Message
+from providers.base import Rejected
+from providers.errors import TransportError
 from smsq.cli import app
 from smsq.cli import fleet as fleet_cli
 from smsq.core.names import TASK_SEND, paused_key
 from smsq.core.settings import Settings
 from worker import fleet
+from worker.provider_health import ProviderHealth, breaker_settings
 
 S = MessageStatus
 runner = CliRunner()
@@ -90,6 +93,23 @@ def test_status_as_a_table_and_as_json(cli: Cli, make_message: Callable[..., Mes
     assert doc["providers"][0]["name"] == "panel"
     assert doc["providers"][0]["paused"] is False
     assert doc["providers"][0]["errors_last_hour"] == {"9": 1}
+    assert doc["providers"][0]["breaker"] == "closed"
+
+
+def test_status_shows_an_open_circuit_breaker_and_since_when(cli: Cli) -> None:
+    settings = Settings()
+    health = ProviderHealth(cli.store, "panel", breaker_settings(settings))
+    health.record([Rejected("m", TransportError("refused"))] * settings.breaker_failures)
+
+    table = cli("status")
+    assert table.exit_code == 0, table.output
+    expected = f"circuit breaker open ({settings.breaker_failures} consecutive transport failures)"
+    assert expected in table.output
+
+    panel = cli.json("status")["providers"][0]
+    assert panel["breaker"] == "open"
+    assert dt.datetime.fromisoformat(panel["breaker_since"]) <= dt.datetime.now(dt.UTC)
+    assert "transport" in panel["breaker_reason"]
 
 
 def test_watch_and_json_do_not_mix(cli: Cli) -> None:

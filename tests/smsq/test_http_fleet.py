@@ -74,6 +74,11 @@ async def test_fleet_shows_workers_queues_providers_and_unknown(
     }
     panel = body["providers"][0]
     assert (panel["name"], panel["paused"], panel["configured_rate"]) == ("panel", True, 40)
+    assert (panel["breaker"], panel["breaker_since"], panel["breaker_reason"]) == (
+        "closed",
+        None,
+        None,
+    )
     assert body["unknown"] == 1
     assert body["sent_per_second_1m"] == pytest.approx(1 / 60)
     assert body["problems"] == []

@@ -23,11 +23,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.status import CampaignStatus, EventSource, MessageKind, MessageStatus
 from models.tables import Campaign, Message, MessageEvent
+from providers.base import Rejected
+from providers.errors import TransportError
 from smsq.core.names import QUEUE_CAMPAIGN, TASK_SEND, paused_key
 from smsq.core.publisher import TaskPublisher
 from smsq.core.settings import Settings
 from worker import fleet
 from worker.broker import queue_depth
+from worker.provider_health import ProviderHealth, breaker_settings
 from worker.sending import send_batch
 from worker.throttle import PAUSED_WAIT, TokenBucket, pause_provider, resume_provider
 
@@ -331,3 +334,25 @@ def test_purge_empties_one_queue_and_leaves_the_others(real_redis_url: str) -> N
         enqueuer.close()
         client.flushdb()
         client.close()
+
+
+def test_status_shows_each_provider_s_circuit_breaker_and_since_when(
+    settings: Settings, session: Session
+) -> None:
+    store = fakeredis.FakeRedis()
+    health = ProviderHealth(store, "panel", breaker_settings(settings))
+    refused = Rejected("m", TransportError("connection refused"))
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    health.record([refused] * settings.breaker_failures)
+
+    status = fleet.fleet_status(
+        session, settings=settings, store=store, broker=store, workers=lambda: [], now=NOW
+    )
+
+    providers = {p.name: p for p in status.providers}
+    panel, brand = providers["panel"], providers["brand"]
+    assert panel.breaker == "open" and panel.breaker_since is not None
+    assert before <= panel.breaker_since <= dt.datetime.now(dt.UTC)
+    assert panel.breaker_reason is not None and "transport" in panel.breaker_reason
+    assert (brand.breaker, brand.breaker_since, brand.breaker_reason) == ("closed", None, None)
+    assert any("circuit breaker open" in p for p in status.problems)
