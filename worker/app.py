@@ -45,6 +45,7 @@ from smsq.core.publisher import TaskPublisher
 from smsq.core.settings import Settings, get_settings
 from worker import metrics as worker_metrics
 from worker import tasks
+from worker.provider_health import provider_breakers
 from worker.runtime import ProcessRuntime, Runtime
 from worker.startup_checks import StartupCheckFailed, check_worker_setup
 from worker.webhooks import tasks as webhook_tasks
@@ -148,7 +149,10 @@ def make_worker(settings: Settings) -> Worker:
     tasks.register(celery, runtime)
     webhook_tasks.register(celery, runtime)
     metrics = worker_metrics.install(
-        celery, port=settings.metrics_port, broker_url=settings.effective_broker_url
+        celery,
+        port=settings.metrics_port,
+        broker_url=settings.effective_broker_url,
+        breakers=provider_breakers(settings),
     )
     return Worker(settings, celery, runtime, metrics).connect()
 

@@ -46,6 +46,7 @@ from prometheus_client.registry import Collector
 
 from smsq.core.names import QUEUES
 from worker.broker import queue_depth
+from worker.provider_health import BreakerState, ProviderHealth
 
 log = structlog.get_logger("smsq.metrics")
 
@@ -124,6 +125,52 @@ class QueueDepthCollector(Collector):
         yield family
 
 
+BREAKER_STATE_NAME = "smsq_provider_breaker_state"
+BREAKER_SINCE_NAME = "smsq_provider_breaker_since_seconds"
+
+
+class BreakerCollector(Collector):
+    """``smsq_provider_breaker_state{provider,state}`` (1 for the account's current
+    state: closed, open, half-open; 0 for the others) and
+    ``smsq_provider_breaker_since_seconds{provider}`` (Unix time that state
+    began; absent while closed and never opened), read from Redis when scraped
+    (``worker.provider_health``). A Redis that does not answer yields no
+    samples, never a failed scrape."""
+
+    def __init__(self, breakers: Callable[[], Iterable[ProviderHealth]]) -> None:
+        self._breakers = breakers
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            families = self._families()
+            for health in self._breakers():
+                now = health.state()
+                for state in BreakerState:
+                    value = 1.0 if now.state is state else 0.0
+                    families[0].add_metric([health.provider, state.value], value)
+                if now.since is not None:
+                    families[1].add_metric([health.provider], now.since.timestamp())
+        except redis.RedisError as exc:
+            log.warning("metrics.breaker_unavailable", error=type(exc).__name__)
+            families = self._families()
+        yield from families
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                BREAKER_STATE_NAME,
+                "Circuit breaker of each provider account: 1 for its current state",
+                labels=["provider", "state"],
+            ),
+            GaugeMetricFamily(
+                BREAKER_SINCE_NAME,
+                "Unix time the provider's circuit breaker entered its current state",
+                labels=["provider"],
+            ),
+        )
+
+
 class _DefaultRegistry(Collector):
     """The process's own default registry, as one collector of another registry."""
 
@@ -140,8 +187,12 @@ def multiprocess_values() -> bool:
     return values.ValueClass is not values.MutexValue
 
 
-def serving_registry(broker: Callable[[], redis.Redis | None] | None = None) -> CollectorRegistry:
-    """The registry ``/metrics`` serves: all processes' values plus queue depth.
+def serving_registry(
+    broker: Callable[[], redis.Redis | None] | None = None,
+    breakers: Callable[[], Iterable[ProviderHealth]] | None = None,
+) -> CollectorRegistry:
+    """The registry ``/metrics`` serves: all processes' values plus queue depth
+    and the providers' circuit breakers.
 
     In multiprocess mode the values of every process (the files in
     ``PROMETHEUS_MULTIPROC_DIR``); otherwise this process's own.
@@ -153,6 +204,8 @@ def serving_registry(broker: Callable[[], redis.Redis | None] | None = None) -> 
         registry.register(_DefaultRegistry())
     if broker is not None:
         registry.register(QueueDepthCollector(broker))
+    if breakers is not None:
+        registry.register(BreakerCollector(breakers))
     return registry
 
 
@@ -194,9 +247,11 @@ def start_metrics_server(
     *,
     addr: str = "0.0.0.0",
     broker: Callable[[], redis.Redis | None] | None = None,
+    breakers: Callable[[], Iterable[ProviderHealth]] | None = None,
 ) -> MetricsServer:
     """Serve ``/metrics`` on ``port`` (0 = any free port) in a daemon thread."""
-    server, thread = start_http_server(port, addr=addr, registry=serving_registry(broker))
+    registry = serving_registry(broker, breakers)
+    server, thread = start_http_server(port, addr=addr, registry=registry)
     return MetricsServer(server, thread)
 
 
@@ -226,10 +281,18 @@ class WorkerMetrics:
     A child that exits (``worker_process_shutdown``): mark its files dead.
     """
 
-    def __init__(self, app: Celery, *, port: int | None, broker_url: str) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        *,
+        port: int | None,
+        broker_url: str,
+        breakers: Callable[[], Iterable[ProviderHealth]] | None = None,
+    ) -> None:
         self.app = app
         self.port = port
         self.broker_url = broker_url
+        self.breakers = breakers
         self.server: MetricsServer | None = None
 
     def connect(self) -> WorkerMetrics:
@@ -260,7 +323,9 @@ class WorkerMetrics:
             )
         else:
             clear_multiprocess_dir()
-        self.server = start_metrics_server(self.port, broker=broker_client(self.broker_url))
+        self.server = start_metrics_server(
+            self.port, broker=broker_client(self.broker_url), breakers=self.breakers
+        )
         log.info(
             "metrics.serving", port=self.server.port, multiprocess=multiprocess_dir() is not None
         )
@@ -275,10 +340,16 @@ class WorkerMetrics:
             multiprocess.mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]
 
 
-def install(app: Celery, *, port: int | None, broker_url: str) -> WorkerMetrics:
+def install(
+    app: Celery,
+    *,
+    port: int | None,
+    broker_url: str,
+    breakers: Callable[[], Iterable[ProviderHealth]] | None = None,
+) -> WorkerMetrics:
     """Connect the metrics to ``app``'s worker signals (call once, where the app is made).
 
     ``port`` ``None`` serves nothing (the metrics are still counted, and
     written to ``PROMETHEUS_MULTIPROC_DIR`` when it is set).
     """
-    return WorkerMetrics(app, port=port, broker_url=broker_url).connect()
+    return WorkerMetrics(app, port=port, broker_url=broker_url, breakers=breakers).connect()

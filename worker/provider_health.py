@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib.resources import files
@@ -211,3 +211,20 @@ def breaker_settings(settings: Settings) -> BreakerSettings:
         window=settings.breaker_window,
         probe_interval=settings.breaker_probe_interval,
     )
+
+
+def provider_breakers(settings: Settings) -> Callable[[], list[ProviderHealth]]:
+    """Every configured account's breaker, for a reader such as the metrics
+    endpoint; the Redis client is made on the first call (short timeouts: a
+    scrape must not hang on a dead Redis)."""
+    made: list[redis.Redis] = []
+
+    def breakers() -> list[ProviderHealth]:
+        if not made:
+            made.append(
+                redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+            )
+        limits = breaker_settings(settings)
+        return [ProviderHealth(made[0], name, limits) for name in settings.providers]
+
+    return breakers

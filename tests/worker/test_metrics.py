@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,17 @@ from celery.signals import worker_init, worker_shutdown
 from prometheus_client import REGISTRY, generate_latest
 
 import worker.metrics
+from providers.base import Rejected
+from providers.errors import TransportError
 from worker.metrics import (
     MULTIPROC_ENV,
+    BreakerCollector,
     QueueDepthCollector,
     install,
     serving_registry,
     start_metrics_server,
 )
+from worker.provider_health import BreakerSettings, ProviderHealth
 from worker.sending import send_batch
 
 Samples = Callable[[], float]
@@ -120,6 +125,34 @@ def test_a_dead_broker_gives_no_depth_and_no_failed_scrape() -> None:
     assert family.name == "smsq_queue_depth" and family.samples == []
     [family] = list(QueueDepthCollector(lambda: None).collect())  # not a Redis broker
     assert family.samples == []
+
+
+def test_circuit_breakers_are_read_from_redis_when_scraped(redis_client: redis.Redis) -> None:
+    limits = BreakerSettings(failures=2)
+    panel = ProviderHealth(redis_client, "panel", limits)
+    brand = ProviderHealth(redis_client, "brand", limits)
+    panel.record([Rejected("m", TransportError("refused"))] * 2)
+    registry = serving_registry(breakers=lambda: [panel, brand])
+
+    def state(provider: str, name: str) -> float | None:
+        return registry.get_sample_value(
+            "smsq_provider_breaker_state", {"provider": provider, "state": name}
+        )
+
+    assert [state("panel", s) for s in ("closed", "open", "half-open")] == [0, 1, 0]
+    assert [state("brand", s) for s in ("closed", "open", "half-open")] == [1, 0, 0]
+    since = registry.get_sample_value("smsq_provider_breaker_since_seconds", {"provider": "panel"})
+    assert since is not None and abs(since - time.time()) < 60
+    assert (
+        registry.get_sample_value("smsq_provider_breaker_since_seconds", {"provider": "brand"})
+        is None
+    )
+
+
+def test_a_dead_redis_gives_no_breaker_samples_and_no_failed_scrape() -> None:
+    dead = redis.Redis(port=1, socket_connect_timeout=0.2)
+    families = list(BreakerCollector(lambda: [ProviderHealth(dead, "panel")]).collect())
+    assert [f.samples for f in families] == [[], []]
 
 
 def test_the_endpoint_serves_the_process_metrics_and_queue_depth(
