@@ -158,11 +158,23 @@ class ProviderHealth:
             return Gate(send=False, probe=True, wait=0.0)
         return Gate(send=False, probe=False, wait=int(wait_ms) / 1000)
 
-    def record(self, outcomes: Iterable[Outcome], *, probe: bool = False) -> BreakerState:
-        """Count a chunk's results; return the state after them."""
+    def record(
+        self, outcomes: Iterable[Outcome], *, probe: bool = False, one_request: bool = False
+    ) -> BreakerState:
+        """Count a chunk's results; return the state after them.
+
+        ``one_request``: the results are those of one request carrying many
+        numbers (brand), which counts once, not once per number.
+        """
         counts = dict.fromkeys(Kind, 0)
-        for outcome in outcomes:
-            counts[classify(outcome)] += 1
+        kinds = [classify(outcome) for outcome in outcomes]
+        if one_request and kinds:
+            worst = next(
+                (k for k in (Kind.TRANSPORT, Kind.BAD_5XX, Kind.ANSWER) if k in kinds), None
+            )
+            kinds = [worst] if worst is not None else []
+        for kind in kinds:
+            counts[kind] += 1
         state, _ = self._call(
             "record",
             counts[Kind.ANSWER],

@@ -399,7 +399,10 @@ async def _send_chunk(
         results = [Rejected(m.id, error) for m in messages]
     finally:
         SEND_LATENCY.labels(provider=key.provider).observe(time.perf_counter() - started)
-    outcomes.extend(_after_health(ctx, key.provider, messages, results, released, waits, probe))
+    one_request = adapter.max_recipients > 1  # one request carried every number
+    outcomes.extend(
+        _after_health(ctx, key.provider, messages, results, released, waits, probe, one_request)
+    )
     if any(isinstance(r, Rejected) and isinstance(r.error, Throttled) for r in results):
         with contextlib.suppress(Exception):  # a slower bucket is an optimisation
             ctx.bucket(key.provider).penalize()
@@ -413,6 +416,7 @@ def _after_health(
     released: list[Claimed],
     waits: list[float],
     probe: bool,
+    one_request: bool,
 ) -> list[tuple[Claimed, Outcome]]:
     """Tell the breaker what the provider answered; return the outcomes to record.
 
@@ -425,7 +429,7 @@ def _after_health(
         return pairs
     health = ctx.health(provider)
     try:
-        state = health.record(results, probe=probe)
+        state = health.record(results, probe=probe, one_request=one_request)
     except Exception:  # a breaker that cannot be told must not lose the outcomes
         log.exception("provider health not recorded", provider=provider)
         return pairs

@@ -102,6 +102,17 @@ def test_a_high_share_of_bare_5xx_opens_it(health: ProviderHealth) -> None:
     assert health.record([bare(502)]) is BreakerState.OPEN  # 4 of 8
 
 
+def test_one_request_carrying_many_numbers_counts_once(health: ProviderHealth) -> None:
+    def request(outcome: Outcome) -> BreakerState:
+        return health.record([outcome] * 50, one_request=True)
+
+    assert [request(ok()) for _ in range(3)] == [BreakerState.CLOSED] * 3
+    assert request(bare(503)) is BreakerState.CLOSED  # 1 of 4
+    assert request(refused()) is BreakerState.CLOSED  # a streak of 1
+    assert request(bare(503)) is BreakerState.CLOSED  # 2 of 5
+    assert request(bare(503)) is BreakerState.OPEN  # 3 of 6
+
+
 @pytest.mark.parametrize("code", [6, 7])
 def test_readable_vendor_codes_6_and_7_never_open_it(health: ProviderHealth, code: int) -> None:
     for _ in range(10):
