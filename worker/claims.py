@@ -28,6 +28,8 @@ from models.tables import Campaign, Message
 
 S = MessageStatus
 
+WAITING_FOR_TOKENS = "released unsent: waiting for throttle tokens"  # release's event detail
+
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
@@ -162,7 +164,7 @@ def release(
     now: dt.datetime,
     retry_at: dt.datetime,
     token: str,
-    detail: str = "released unsent: waiting for throttle tokens",
+    detail: str = WAITING_FOR_TOKENS,
 ) -> list[str]:
     """Give claimed rows back unsent (the bucket had no tokens for them soon
     enough, the provider is paused, its circuit breaker is open):

@@ -53,7 +53,14 @@ from providers.registry import report_status_field
 from smsq.core.names import QUEUE_FOR_KIND
 from smsq.core.publisher import Publisher
 from worker.campaign_progress import finish_campaigns
-from worker.claims import Claimed, claim, expire_overdue, release, renew_lease
+from worker.claims import (
+    WAITING_FOR_TOKENS,
+    Claimed,
+    claim,
+    expire_overdue,
+    release,
+    renew_lease,
+)
 from worker.metrics import BREAKER_HELD, BUCKET_RELEASED, BUCKET_WAIT, SEND_LATENCY
 from worker.outcomes import Written, decide_outcomes
 from worker.provider_health import BreakerState, ProviderHealth, is_outage_failure
@@ -64,6 +71,7 @@ log = structlog.get_logger("smsq.worker")
 
 MAX_TOKEN_WAIT = 5.0  # seconds a batch may wait for tokens before giving rows back
 ERROR_RETRY_DELAY = 5.0  # seconds before rows given back after an internal error are retried
+HELD_DETAIL = "released unsent: the provider's circuit breaker is open"
 
 
 @dataclass
@@ -142,12 +150,13 @@ async def _send_claimed(
     outcomes: list[tuple[Claimed, Outcome]] = []
     released: list[Claimed] = []
     waits: list[float] = []
+    held: set[str] = set()  # the released rows an open circuit breaker held back
     lease = _Lease(ctx, [m.id for m in claimed], token)
     keeper = asyncio.create_task(lease.keep())
     try:
         await asyncio.gather(
             *(
-                _send_group(ctx, key, msgs, outcomes, released, waits, lease)
+                _send_group(ctx, key, msgs, outcomes, released, waits, held, lease)
                 for key, msgs in groups.items()
             )
         )
@@ -156,7 +165,8 @@ async def _send_claimed(
 
     later = ctx.clock()
     result.written, moves = decide_outcomes(outcomes, now=later, policy=ctx.policy, rng=ctx.rng)
-    await _store_outcomes(ctx, claimed, released, moves, token, later, max(waits, default=1.0))
+    wait = max(waits, default=1.0)
+    await _store_outcomes(ctx, claimed, released, held, moves, token, later, wait)
     with ctx.sessions() as session:
         # Reports that overtook us (matched by the ids we just stored) apply now.
         accepted = [o for _, o in outcomes if isinstance(o, Accepted)]
@@ -194,6 +204,7 @@ async def _store_outcomes(
     ctx: SendContext,
     claimed: Sequence[Claimed],
     released: Sequence[Claimed],
+    held: set[str],
     moves: list[RowMove],
     token: str,
     later: dt.datetime,
@@ -216,8 +227,13 @@ async def _store_outcomes(
             with ctx.sessions() as session:
                 if released:
                     retry_at = later + dt.timedelta(seconds=wait)
-                    ids = [m.id for m in released]
-                    release(session, ids, now=later, retry_at=retry_at, token=token)
+                    for ids, detail in (
+                        ([m.id for m in released if m.id not in held], WAITING_FOR_TOKENS),
+                        ([m.id for m in released if m.id in held], HELD_DETAIL),
+                    ):
+                        release(
+                            session, ids, now=later, retry_at=retry_at, token=token, detail=detail
+                        )
                 write_claimed_moves(session, moves, now=later, token=token)
                 finish_campaigns(session, campaigns, now=later)
                 session.commit()
@@ -285,12 +301,13 @@ async def _send_group(
     outcomes: list[tuple[Claimed, Outcome]],
     released: list[Claimed],
     waits: list[float],
+    held: set[str],
     lease: _Lease,
 ) -> None:
     pending = deque(messages)
     in_flight: list[asyncio.Task[None]] = []
     try:
-        await _feed_group(ctx, key, pending, in_flight, outcomes, released, waits, lease)
+        await _feed_group(ctx, key, pending, in_flight, outcomes, released, waits, held, lease)
     except Exception:
         # The throttle store is down, the account was removed from the
         # providers file, ...: what never reached the adapter goes back to
@@ -310,6 +327,7 @@ async def _feed_group(
     outcomes: list[tuple[Claimed, Outcome]],
     released: list[Claimed],
     waits: list[float],
+    held: set[str],
     lease: _Lease,
 ) -> None:
     """Take tokens and hand chunks of ``pending`` to the adapter, popping them."""
@@ -335,6 +353,7 @@ async def _feed_group(
                 # The breaker is open: nothing goes out, no attempt is spent.
                 BREAKER_HELD.labels(provider=key.provider).inc(len(pending))
                 released.extend(pending)
+                held.update(m.id for m in pending)
                 waits.append(gate.wait + (ctx.rng or random).uniform(0, 1.0))
                 break
             probe = gate.probe
@@ -360,7 +379,7 @@ async def _feed_group(
             take.append(message)
         if used < grant.granted:
             bucket.refund(grant.granted - used)
-        chunk = _send_chunk(ctx, key, take, adapter, outcomes, released, waits, probe=probe)
+        chunk = _send_chunk(ctx, key, take, adapter, outcomes, released, waits, held, probe=probe)
         if probe:
             await chunk  # its answer decides whether the rest may go
         else:
@@ -375,6 +394,7 @@ async def _send_chunk(
     outcomes: list[tuple[Claimed, Outcome]],
     released: list[Claimed],
     waits: list[float],
+    held: set[str],
     *,
     probe: bool = False,
 ) -> None:
@@ -401,7 +421,9 @@ async def _send_chunk(
         SEND_LATENCY.labels(provider=key.provider).observe(time.perf_counter() - started)
     one_request = adapter.max_recipients > 1  # one request carried every number
     outcomes.extend(
-        _after_health(ctx, key.provider, messages, results, released, waits, probe, one_request)
+        _after_health(
+            ctx, key.provider, messages, results, (released, waits, held), probe, one_request
+        )
     )
     if any(isinstance(r, Rejected) and isinstance(r.error, Throttled) for r in results):
         with contextlib.suppress(Exception):  # a slower bucket is an optimisation
@@ -413,8 +435,7 @@ def _after_health(
     provider: str,
     messages: list[Claimed],
     results: list[Outcome],
-    released: list[Claimed],
-    waits: list[float],
+    given_back: tuple[list[Claimed], list[float], set[str]],
     probe: bool,
     one_request: bool,
 ) -> list[tuple[Claimed, Outcome]]:
@@ -436,10 +457,12 @@ def _after_health(
     if state is BreakerState.CLOSED:
         return pairs
     kept = [(m, r) for m, r in pairs if not is_outage_failure(r)]
-    held = [m for m, r in pairs if is_outage_failure(r)]
-    if held:
-        BREAKER_HELD.labels(provider=provider).inc(len(held))
-        released.extend(held)
+    outage = [m for m, r in pairs if is_outage_failure(r)]
+    if outage:
+        released, waits, held = given_back
+        BREAKER_HELD.labels(provider=provider).inc(len(outage))
+        released.extend(outage)
+        held.update(m.id for m in outage)
         waits.append(health.settings.probe_interval)
     return kept
 

@@ -20,14 +20,15 @@ from typing import Any
 import fakeredis
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.status import MessageStatus
-from models.tables import Message
+from models.tables import Message, MessageEvent
 from providers.request import IN_CALL_ATTEMPTS
 from providers.simulator import mock_transport
 from worker.provider_health import BreakerSettings, BreakerState, ProviderHealth
-from worker.sending import send_batch
+from worker.sending import HELD_DETAIL, send_batch
 
 S = MessageStatus
 PROBE = 0.25  # seconds between probes
@@ -125,6 +126,10 @@ async def test_messages_in_flight_when_it_opens_are_given_back_not_failed(
     session.expire_all()
     rows = [session.get(Message, m.id) for m in messages]
     assert all(r is not None and r.status == S.QUEUED and r.attempts == 4 for r in rows)
+    details = session.scalars(
+        select(MessageEvent.detail).where(MessageEvent.message_id == messages[0].id)
+    ).all()
+    assert HELD_DETAIL in details
     [(ids, _queue, countdown)] = harness.enqueued.calls
     assert sorted(ids) == sorted(m.id for m in messages) and countdown is not None
 
