@@ -13,8 +13,7 @@ The rules (docs/architecture.md, issue 9): no import cycle between modules;
 each layer imports only the layers of :data:`MAY_IMPORT`; nothing below the
 shell imports it; production code never imports the provider simulator.
 When a module moves (``smsq/core/``, a vendor's folder), update
-:data:`LAYERS` and, once a branch has fixed a rule, remove its entry from
-:data:`KNOWN_BROKEN`.
+:data:`LAYERS`.
 """
 
 from __future__ import annotations
@@ -56,12 +55,6 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "worker": frozenset({"worker", "providers", "models", "core"}),
     "shell": frozenset(LAYERS),
 }
-
-# Rules today's code breaks, each fixed on its own branch (issue 9): the test
-# of that rule is an xfail(strict) until then, so it turns red the day the
-# fix lands and this entry must go.
-# Keys: "cycles in <package>", "<layer> imports", "<package> names the simulator".
-KNOWN_BROKEN: dict[str, str] = {}
 
 # --- reading the source ---------------------------------------------------------
 
@@ -234,11 +227,6 @@ def readable(graph: dict[str, dict[str, int]], chain: list[str]) -> str:
     return " -> ".join([*steps, chain[-1]])
 
 
-def _rule(name: str) -> list[pytest.MarkDecorator]:
-    reason = KNOWN_BROKEN.get(name)
-    return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-
-
 # --- the checker checks itself ------------------------------------------------------
 
 
@@ -299,12 +287,9 @@ def test_every_module_has_a_layer() -> None:
 # --- the rules ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "package", [pytest.param(p, marks=_rule(f"cycles in {p}")) for p in PACKAGES]
-)
+@pytest.mark.parametrize("package", PACKAGES)
 def test_no_import_cycle(package: str) -> None:
-    """One test per package (a cycle through two packages fails both), so each
-    branch that breaks a cycle can turn its own test back on."""
+    """One test per package (a cycle through two packages fails both)."""
     graph = import_graph()
     found = [
         readable(graph, chain)
@@ -325,9 +310,7 @@ def _wrong_imports(layer: str) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize(
-    "layer", [pytest.param(layer, marks=_rule(f"{layer} imports")) for layer in MAY_IMPORT]
-)
+@pytest.mark.parametrize("layer", list(MAY_IMPORT))
 def test_each_layer_imports_only_the_layers_below_it(layer: str) -> None:
     wrong = _wrong_imports(layer)
     assert not wrong, f"{layer} may import only {sorted(MAY_IMPORT[layer])}:\n" + "\n".join(wrong)
@@ -344,13 +327,7 @@ def test_the_table_says_what_the_architecture_says() -> None:
         assert "simulator" not in MAY_IMPORT[layer], layer
 
 
-@pytest.mark.parametrize(
-    "package",
-    [
-        pytest.param(p, marks=_rule(f"{p} names the simulator"))
-        for p in ("producer", "worker", "models")
-    ],
-)
+@pytest.mark.parametrize("package", ["producer", "worker", "models"])
 def test_no_production_code_names_the_simulator(package: str) -> None:
     """``grep -rn providers.simulator producer worker models`` is empty: not even
     a string names it (a lazy import would slip past the graph)."""
