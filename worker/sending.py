@@ -35,7 +35,7 @@ import random
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +94,26 @@ class SendContext:
 
 
 @dataclass
+class GivenBack:
+    """Claimed rows a batch gives back unsent, and how long they should wait."""
+
+    rows: list[Claimed] = field(default_factory=list)
+    waits: list[float] = field(default_factory=list)
+    held: set[str] = field(default_factory=set)  # held back by an open circuit breaker
+
+    def add(self, rows: Iterable[Claimed], wait: float, *, held: bool = False) -> None:
+        rows = list(rows)
+        self.rows.extend(rows)
+        self.waits.append(wait)
+        if held:
+            self.held.update(m.id for m in rows)
+
+    @property
+    def wait(self) -> float:
+        return max(self.waits, default=1.0)
+
+
+@dataclass
 class BatchResult:
     claimed: int = 0
     released: int = 0
@@ -148,15 +168,13 @@ async def _send_claimed(
     for message in claimed:
         groups.setdefault(_group_key(message, now), []).append(message)
     outcomes: list[tuple[Claimed, Outcome]] = []
-    released: list[Claimed] = []
-    waits: list[float] = []
-    held: set[str] = set()  # the released rows an open circuit breaker held back
+    given_back = GivenBack()
     lease = _Lease(ctx, [m.id for m in claimed], token)
     keeper = asyncio.create_task(lease.keep())
     try:
         await asyncio.gather(
             *(
-                _send_group(ctx, key, msgs, outcomes, released, waits, held, lease)
+                _send_group(ctx, key, msgs, outcomes, given_back, lease)
                 for key, msgs in groups.items()
             )
         )
@@ -165,8 +183,7 @@ async def _send_claimed(
 
     later = ctx.clock()
     result.written, moves = decide_outcomes(outcomes, now=later, policy=ctx.policy, rng=ctx.rng)
-    wait = max(waits, default=1.0)
-    await _store_outcomes(ctx, claimed, released, held, moves, token, later, wait)
+    await _store_outcomes(ctx, claimed, given_back, moves, token, later)
     with ctx.sessions() as session:
         # Reports that overtook us (matched by the ids we just stored) apply now.
         accepted = [o for _, o in outcomes if isinstance(o, Accepted)]
@@ -177,13 +194,12 @@ async def _send_claimed(
                 provider_message_ids=[o.provider_message_id for o in accepted],
                 message_ids=[o.message_id for o in accepted],
             )
-    result.released = len(released)
+    result.released = len(given_back.rows)
 
     for (queue, countdown), retry_ids in _retry_batches(result.written).items():
         ctx.publisher.send_messages(retry_ids, queue=queue, countdown=countdown)
-    if released:
-        for queue, rel_ids in _by_queue(released).items():
-            ctx.publisher.send_messages(rel_ids, queue=queue, countdown=max(waits, default=1.0))
+    for queue, rel_ids in _by_queue(given_back.rows).items():
+        ctx.publisher.send_messages(rel_ids, queue=queue, countdown=given_back.wait)
     log.info(
         "batch sent",
         claimed=result.claimed,
@@ -203,12 +219,10 @@ _DATABASE_AWAY = (OperationalError, InterfaceError)
 async def _store_outcomes(
     ctx: SendContext,
     claimed: Sequence[Claimed],
-    released: Sequence[Claimed],
-    held: set[str],
+    given_back: GivenBack,
     moves: list[RowMove],
     token: str,
     later: dt.datetime,
-    wait: float,
 ) -> None:
     """Write what this batch learned; while the database is away, keep it and retry.
 
@@ -225,11 +239,12 @@ async def _store_outcomes(
     while True:
         try:
             with ctx.sessions() as session:
-                if released:
-                    retry_at = later + dt.timedelta(seconds=wait)
+                if given_back.rows:
+                    retry_at = later + dt.timedelta(seconds=given_back.wait)
+                    held = given_back.held
                     for ids, detail in (
-                        ([m.id for m in released if m.id not in held], WAITING_FOR_TOKENS),
-                        ([m.id for m in released if m.id in held], HELD_DETAIL),
+                        ([m.id for m in given_back.rows if m.id not in held], WAITING_FOR_TOKENS),
+                        ([m.id for m in given_back.rows if m.id in held], HELD_DETAIL),
                     ):
                         release(
                             session, ids, now=later, retry_at=retry_at, token=token, detail=detail
@@ -299,22 +314,19 @@ async def _send_group(
     key: _GroupKey,
     messages: list[Claimed],
     outcomes: list[tuple[Claimed, Outcome]],
-    released: list[Claimed],
-    waits: list[float],
-    held: set[str],
+    given_back: GivenBack,
     lease: _Lease,
 ) -> None:
     pending = deque(messages)
     in_flight: list[asyncio.Task[None]] = []
     try:
-        await _feed_group(ctx, key, pending, in_flight, outcomes, released, waits, held, lease)
+        await _feed_group(ctx, key, pending, in_flight, outcomes, given_back, lease)
     except Exception:
         # The throttle store is down, the account was removed from the
         # providers file, ...: what never reached the adapter goes back to
         # 'queued' (the sweeper or a retry picks it up); what did is recorded.
         log.exception("sending stopped for a group", provider=key.provider, unsent=len(pending))
-        released.extend(pending)
-        waits.append(ERROR_RETRY_DELAY)
+        given_back.add(pending, ERROR_RETRY_DELAY)
     finally:
         await asyncio.gather(*in_flight)
 
@@ -325,9 +337,7 @@ async def _feed_group(
     pending: deque[Claimed],
     in_flight: list[asyncio.Task[None]],
     outcomes: list[tuple[Claimed, Outcome]],
-    released: list[Claimed],
-    waits: list[float],
-    held: set[str],
+    given_back: GivenBack,
     lease: _Lease,
 ) -> None:
     """Take tokens and hand chunks of ``pending`` to the adapter, popping them."""
@@ -352,9 +362,7 @@ async def _feed_group(
             if not (gate.send or gate.probe):
                 # The breaker is open: nothing goes out, no attempt is spent.
                 BREAKER_HELD.labels(provider=key.provider).inc(len(pending))
-                released.extend(pending)
-                held.update(m.id for m in pending)
-                waits.append(gate.wait + (ctx.rng or random).uniform(0, 1.0))
+                given_back.add(pending, gate.wait + (ctx.rng or random).uniform(0, 1.0), held=True)
                 break
             probe = gate.probe
         size = 1 if probe else per_request
@@ -363,8 +371,7 @@ async def _feed_group(
         if grant.granted == 0:
             if waited + grant.wait > MAX_TOKEN_WAIT:
                 BUCKET_RELEASED.labels(provider=key.provider).inc(len(pending))
-                released.extend(pending)
-                waits.append(grant.wait)
+                given_back.add(pending, grant.wait)
                 break
             await asyncio.sleep(grant.wait)
             waited += grant.wait
@@ -379,7 +386,7 @@ async def _feed_group(
             take.append(message)
         if used < grant.granted:
             bucket.refund(grant.granted - used)
-        chunk = _send_chunk(ctx, key, take, adapter, outcomes, released, waits, held, probe=probe)
+        chunk = _send_chunk(ctx, key, take, adapter, outcomes, given_back, probe=probe)
         if probe:
             await chunk  # its answer decides whether the rest may go
         else:
@@ -392,9 +399,7 @@ async def _send_chunk(
     messages: list[Claimed],
     adapter: Adapter,
     outcomes: list[tuple[Claimed, Outcome]],
-    released: list[Claimed],
-    waits: list[float],
-    held: set[str],
+    given_back: GivenBack,
     *,
     probe: bool = False,
 ) -> None:
@@ -421,9 +426,7 @@ async def _send_chunk(
         SEND_LATENCY.labels(provider=key.provider).observe(time.perf_counter() - started)
     one_request = adapter.max_recipients > 1  # one request carried every number
     outcomes.extend(
-        _after_health(
-            ctx, key.provider, messages, results, (released, waits, held), probe, one_request
-        )
+        _after_health(ctx, key.provider, messages, results, given_back, probe, one_request)
     )
     if any(isinstance(r, Rejected) and isinstance(r.error, Throttled) for r in results):
         with contextlib.suppress(Exception):  # a slower bucket is an optimisation
@@ -435,7 +438,7 @@ def _after_health(
     provider: str,
     messages: list[Claimed],
     results: list[Outcome],
-    given_back: tuple[list[Claimed], list[float], set[str]],
+    given_back: GivenBack,
     probe: bool,
     one_request: bool,
 ) -> list[tuple[Claimed, Outcome]]:
@@ -459,11 +462,8 @@ def _after_health(
     kept = [(m, r) for m, r in pairs if not is_outage_failure(r)]
     outage = [m for m, r in pairs if is_outage_failure(r)]
     if outage:
-        released, waits, held = given_back
         BREAKER_HELD.labels(provider=provider).inc(len(outage))
-        released.extend(outage)
-        held.update(m.id for m in outage)
-        waits.append(health.settings.probe_interval)
+        given_back.add(outage, health.settings.probe_interval, held=True)
     return kept
 
 
