@@ -155,14 +155,9 @@ def apply_status(
     if moved is None:
         return False
     session.execute(update(MESSAGES).where(MESSAGES.c.id == message.id).values(moved))
-    for column, value in moved.items():
-        _set_loaded(message, column, value)
+    for column, value in moved.items():  # shown on the object, no second UPDATE at flush
+        set_committed_value(message, column, value)
     return True
-
-
-def _set_loaded(message: Message, column: str, value: Any) -> None:
-    """Show the written value on the ORM object without a second UPDATE at flush."""
-    set_committed_value(message, column, value)
 
 
 # --- new rows -----------------------------------------------------------------------
