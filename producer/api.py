@@ -22,14 +22,16 @@ replaces it (tests, or an app with its own engine).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from typing import ParamSpec, TypeVar
 
 import structlog
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db import make_engine, make_sessionmaker
+from models.db import UNAVAILABLE_ERRORS, make_engine, make_sessionmaker
 from models.ids import new_id
 from models.status import MessageKind
 from models.tables import utcnow
@@ -37,7 +39,7 @@ from producer import campaign_control, single_messages
 from producer.campaign_control import ControlResult
 from producer.campaign_ingestion import CampaignPlan, Ingestion, Recipient
 from producer.campaign_templates import parse_template
-from producer.errors import InvalidField
+from producer.errors import InvalidField, Unavailable
 from producer.message_spec import MessageSpec, check_message
 from producer.receipts import CampaignReceipt, MessageReceipt
 from producer.single_messages import CheckedSend
@@ -56,6 +58,23 @@ from smsq.core.settings import Settings, get_settings
 log = structlog.get_logger("smsq.producer")
 
 CAMPAIGN_NAME_MAX = 200  # campaigns.name
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def database_errors(method: Callable[P, R]) -> Callable[P, R]:
+    """The database being away surfaces as :class:`~producer.errors.Unavailable`."""
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except UNAVAILABLE_ERRORS as exc:
+            log.warning("database unavailable", call=method.__name__, error=type(exc).__name__)
+            raise Unavailable("database") from exc
+
+    return call
 
 
 class Producer:
@@ -86,14 +105,17 @@ class Producer:
 
     # --- campaign control (see producer.campaign_control) -------------------
 
+    @database_errors
     def pause_campaign(self, campaign_id: str) -> ControlResult:
         with self.sessions() as session:
             return campaign_control.pause(session, campaign_id)
 
+    @database_errors
     def resume_campaign(self, campaign_id: str) -> ControlResult:
         with self.sessions() as session:
             return campaign_control.resume(session, campaign_id, self.enqueuer)
 
+    @database_errors
     def cancel_campaign(self, campaign_id: str) -> ControlResult:
         with self.sessions() as session:
             return campaign_control.cancel(session, campaign_id, now=self.clock())
@@ -133,6 +155,10 @@ class Producer:
     ) -> MessageReceipt:
         """Accept one OTP or transactional SMS; see the module docstring.
 
+        Raises :class:`~producer.errors.InvalidField` for bad input and
+        :class:`~producer.errors.Unavailable` (within seconds) when the
+        database is away.
+
         ``stop_list=False`` skips the stop list (an OTP the user just asked
         for). With an ``idempotency_key`` a repeated call by the same
         ``client_id`` returns the first call's message, whatever it carried.
@@ -156,6 +182,7 @@ class Producer:
         )
         return self.send_checked(number, spec, idempotency_key)
 
+    @database_errors
     def send_checked(
         self, number: str, spec: MessageSpec, idempotency_key: str | None = None
     ) -> MessageReceipt:
@@ -166,6 +193,7 @@ class Producer:
 
     # --- a campaign ----------------------------------------------------------
 
+    @database_errors
     def submit_campaign(
         self,
         name: str,

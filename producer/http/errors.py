@@ -10,8 +10,12 @@ change; ``field`` names the input at fault (``to``, ``to[3]``,
 
 Routes raise :class:`ApiError`; :func:`install` also turns the producer's
 :class:`~producer.errors.InvalidField`, FastAPI's validation errors and
-Starlette's own HTTP errors (404, 405, ...) into this shape, and any other
-exception into a 500 ``internal_error`` without a traceback (it is logged).
+Starlette's own HTTP errors (404, 405, ...) into this shape, the database
+being away (:class:`~producer.errors.Unavailable`, or the driver's connection
+errors from a route's own queries) into a 503 ``unavailable`` with
+``Retry-After`` (logged as a warning, without a traceback: an outage must not
+flood the log), and any other exception into a 500 ``internal_error``
+without a traceback (it is logged).
 
 The delivery-report receiver (``/dlr/*``) keeps the vendors' own answers and
 the drop-in ``/sendMtSms.php`` answers in panelsms' format; neither raises
@@ -31,7 +35,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from producer.errors import InvalidField
+from models.db import UNAVAILABLE_ERRORS
+from producer.errors import InvalidField, Unavailable
 
 log = structlog.get_logger("smsq.http")
 
@@ -164,10 +169,32 @@ def _internal(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "an internal error occurred; it was logged")
 
 
+def unavailable_response(exc: Unavailable) -> JSONResponse:
+    return error_response(
+        503, "unavailable", str(exc), headers={"Retry-After": str(exc.retry_after)}
+    )
+
+
+def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, Unavailable):
+        exc = Unavailable("database")
+    log.warning(
+        "http.unavailable",
+        method=request.method,
+        path=request.url.path,
+        service=exc.service,
+        error=type(exc.__cause__ or exc).__name__,
+    )
+    return unavailable_response(exc)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that give every error its JSON shape."""
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(InvalidField, _invalid_field)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    unavailable: tuple[type[Exception], ...] = (Unavailable, *UNAVAILABLE_ERRORS)
+    for error in unavailable:
+        app.add_exception_handler(error, _unavailable)
     app.add_exception_handler(Exception, _internal)

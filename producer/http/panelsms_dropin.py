@@ -74,7 +74,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models.sms_text import TextTooLong
 from models.status import MessageStatus
-from producer.errors import InvalidField
+from producer.api import database_errors
+from producer.errors import InvalidField, Unavailable
 from producer.http.auth import ApiClient, authenticate_key, check_rate
 from producer.http.deps import app_producer
 from producer.http.errors import ApiError
@@ -140,6 +141,11 @@ async def send_mt_sms(request: Request) -> Response:
     rtype = response_type(params)
     try:
         message_id = await anyio.to_thread.run_sync(_send, request.app, params)
+    except Unavailable as exc:
+        # The vendor's "queue full, retry" is what a panelsms client already
+        # handles; the key lookup and the send both need the database.
+        headers = {"Retry-After": str(exc.retry_after)}
+        return _to_response(render_answer(rtype, code=Code.QUEUE_FULL, headers=headers))
     except Refusal as refusal:
         log.info("dropin.refused", code=refusal.code, detail=refusal.detail)
         return _to_response(
@@ -153,6 +159,7 @@ async def send_mt_sms(request: Request) -> Response:
     return _to_response(render_answer(rtype, transaction_id=message_id))
 
 
+@database_errors
 def _send(app: FastAPI, params: dict[str, str]) -> str:
     """Authenticate, map the vendor parameters, send; the message id or Refusal."""
     client = _client(app, params.get(Param.USER, ""), params.get(Param.API_KEY, ""))

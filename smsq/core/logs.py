@@ -32,15 +32,22 @@ _SHARED: list[structlog.types.Processor] = [
 
 def formatter(*, json: bool) -> logging.Formatter:
     """The formatter of smsq's log lines: JSON, or key=value for a terminal."""
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer()
-        if json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
-    return structlog.stdlib.ProcessorFormatter(
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-        foreign_pre_chain=_SHARED,
-    )
+    # Tracebacks are plain text, never rich's: rich renders every frame's
+    # local variables (secrets, OTP texts) and takes seconds per traceback
+    # while holding the handler's lock -- under a database outage that
+    # stalled every thread that logs, the event loop included.
+    processors: list[structlog.types.Processor] = [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta
+    ]
+    if json:
+        processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+    else:
+        processors.append(
+            structlog.dev.ConsoleRenderer(
+                colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+            )
+        )
+    return structlog.stdlib.ProcessorFormatter(processors=processors, foreign_pre_chain=_SHARED)
 
 
 def configure_from(settings: Settings, *, default_level: str = "INFO") -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import pickle
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from models.sms_text import analyze
 from models.tables import Message, MessageEvent, Suppression
 from producer import api
 from producer.api import Producer
-from producer.errors import InvalidField
+from producer.errors import InvalidField, Unavailable
 from smsq.core.publisher import TaskPublisher
 from smsq.core.settings import Settings
 
@@ -343,3 +344,22 @@ def test_module_level_send_uses_the_default_producer(
     finally:
         api.set_default_producer(None)
     assert [c.ids for c in recorder.calls] == [[receipt.id]]
+
+
+# --- the database away ---------------------------------------------------------
+
+
+def test_send_raises_unavailable_quickly_when_the_database_is_away() -> None:
+    settings = Settings(database_url="postgresql://smsq:s3cret@127.0.0.1:1/smsq")
+    with Producer.from_settings(settings) as producer:
+        started = time.monotonic()
+        with pytest.raises(Unavailable) as raised:
+            producer.send("+4915123000000", "Hi")
+        with pytest.raises(Unavailable):
+            producer.submit_campaign("Spring", ["+4915123000000"], "Hi")
+    assert time.monotonic() - started < 5
+    error = raised.value
+    assert (error.service, error.retry_after) == ("database", 5)
+    assert "s3cret" not in str(error) and "127.0.0.1" not in str(error)
+    assert isinstance(error, ConnectionError)
+    assert pickle.loads(pickle.dumps(error)).service == "database"
