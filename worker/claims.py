@@ -16,7 +16,7 @@ expired, and not in a paused or cancelled campaign.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
@@ -89,8 +89,12 @@ def claim(
     lease: float,
     token: str,
     resend_unknown: bool = False,
+    hold_providers: Collection[str] = (),
 ) -> list[Claimed]:
     """Move the claimable ones of ``ids`` to ``sending``; return them.
+
+    Rows of the accounts in ``hold_providers`` (an open circuit breaker) are
+    not claimed: they stay as they are, without an event or an attempt.
 
     ``token`` marks the rows as this claim's: a worker that wakes up after the
     sweeper took its rows cannot renew or write them as its own.
@@ -124,6 +128,8 @@ def claim(
     else:
         source = S.QUEUED
         where = _due(now)
+    if hold_providers:
+        where.append(Message.provider.not_in(list(hold_providers)))
     rows = move_where(
         session,
         S.SENDING,
@@ -135,6 +141,21 @@ def claim(
         now=now,
     )
     return [Claimed(*row) for row in rows]
+
+
+def held_back(
+    session: Session, ids: Sequence[str], providers: Collection[str]
+) -> list[tuple[str, str, str]]:
+    """``(id, kind, provider)`` of the queued rows among ``ids`` that belong to ``providers``:
+    what a claim holding those accounts left for a later wake-up."""
+    if not ids or not providers:
+        return []
+    query = select(Message.id, Message.kind, Message.provider).where(
+        Message.id.in_(list(ids)),
+        Message.status == S.QUEUED,
+        Message.provider.in_(list(providers)),
+    )
+    return [(id_, kind, provider) for id_, kind, provider in session.execute(query)]
 
 
 def expire_overdue(session: Session, ids: Sequence[str], *, now: dt.datetime) -> list[str]:

@@ -15,7 +15,7 @@ KEYS[2]  the probe lease (smsq.core.names.probe_key(provider)): present while
          one worker may send the one probe; it expires after the probe interval,
          so the fleet sends at most one probe per interval.
 
-ARGV[1]  mode: "gate" | "record" | "state"
+ARGV[1]  mode: "gate" | "peek" | "record" | "state"
 ARGV[2]  failures: consecutive transport failures that open it (>= 1)
 ARGV[3]  share: share of 5xx answers in the window that opens it (0 < s <= 1)
 ARGV[4]  min_answers: answers the window needs before the share counts (>= 1)
@@ -29,6 +29,8 @@ ARGV[10] probe: "1" when these results are the probe's [record]
 gate    closed -> {"closed", 0}. Open or half-open: takes the probe lease if free
         (SET NX PX probe_ms) and moves to half-open -> {"probe", 0}; else
         {"open", ms until the lease ends}.
+peek    gate without taking anything: closed -> {"closed", 0}; open with the
+        probe lease free -> {"probe", 0}; else {"open", ms until it ends}.
 record  a probe's results: any readable answer closes it; otherwise it goes
         back to open (the lease stays, so the next probe waits its interval).
         Other results count only while closed: streak and window as above;
@@ -54,6 +56,13 @@ local state = redis.call('HGET', key, 'state') or 'closed'
 if mode == 'state' then
     local f = redis.call('HMGET', key, 'since', 'opened', 'reason')
     return {state, f[1] or '', f[2] or '', f[3] or ''}
+end
+
+if mode == 'peek' then
+    if state == 'closed' then return {'closed', 0} end
+    local ttl = redis.call('PTTL', lease)
+    if ttl < 0 then return {'probe', 0} end
+    return {'open', ttl}
 end
 
 if mode == 'gate' then

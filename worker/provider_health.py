@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -95,6 +96,9 @@ def is_outage_failure(outcome: Outcome) -> bool:
     return error.http_status is not None and error.http_status >= 500
 
 
+PEEK_FRESH = 1.0  # seconds a "closed" answer of holding() is trusted
+
+
 @dataclass(frozen=True, slots=True)
 class BreakerSettings:
     failures: int = 5
@@ -141,13 +145,19 @@ class ProviderHealth:
     """The circuit breaker of one provider account; cheap, stateless, shared via Redis."""
 
     def __init__(
-        self, client: redis.Redis, provider: str, settings: BreakerSettings | None = None
+        self,
+        client: redis.Redis,
+        provider: str,
+        settings: BreakerSettings | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.provider = provider
         self.settings = settings or BreakerSettings()
         self.keys = [health_key(provider), probe_key(provider)]
         self._script = _script_for(client)
+        self._monotonic = monotonic
+        self._hold_until = self._fresh_until = 0.0
 
     def gate(self) -> Gate:
         """May this caller send now? Takes the fleet's probe when one is due."""
@@ -157,6 +167,23 @@ class ProviderHealth:
         if state == "probe":
             return Gate(send=False, probe=True, wait=0.0)
         return Gate(send=False, probe=False, wait=int(wait_ms) / 1000)
+
+    def holding(self) -> float:
+        """Seconds for which the breaker holds every message of the account
+        (0: closed, or a probe is due). Reads only; a closed answer is
+        trusted for :data:`PEEK_FRESH` seconds and an open one until its
+        probe is due, so a worker asks Redis about once a second. Used
+        before claiming, so held rows stay ``queued`` rather than being
+        claimed and given back; :meth:`gate` stays the authority."""
+        now = self._monotonic()
+        if now < self._fresh_until:
+            return max(0.0, self._hold_until - now)
+        state, wait_ms = self._call("peek")
+        hold = int(wait_ms) / 1000 if state == "open" else 0.0
+        self._hold_until = now + hold
+        fresh = {"open": hold, "closed": PEEK_FRESH}.get(state, 0.0)  # a due probe: ask again
+        self._fresh_until = now + fresh
+        return hold
 
     def record(
         self, outcomes: Iterable[Outcome], *, probe: bool = False, one_request: bool = False

@@ -58,6 +58,7 @@ from worker.claims import (
     Claimed,
     claim,
     expire_overdue,
+    held_back,
     release,
     renew_lease,
 )
@@ -139,14 +140,32 @@ async def send_batch(
     result = BatchResult()
     now = ctx.clock()
     token = secrets.token_hex(8)
+    holding = {} if resend_unknown else _holding_accounts(ctx)
     with ctx.sessions() as session:
         if not resend_unknown:
             result.expired_unsent = len(expire_overdue(session, ids, now=now))
         claimed = claim(
-            session, ids, now=now, lease=ctx.lease, token=token, resend_unknown=resend_unknown
+            session,
+            ids,
+            now=now,
+            lease=ctx.lease,
+            token=token,
+            resend_unknown=resend_unknown,
+            hold_providers=holding,
         )
         session.commit()
+        held = held_back(session, ids, holding)
     result.claimed = len(claimed)
+    if held:
+        # Left queued, untouched: woken again when the breaker's probe is due.
+        wait = max(holding.values()) + (ctx.rng or random).uniform(0, 1.0)
+        queues: dict[str, list[str]] = {}
+        for id_, kind, provider in held:
+            queues.setdefault(QUEUE_FOR_KIND[kind], []).append(id_)
+            BREAKER_HELD.labels(provider=provider).inc()
+        for queue, held_ids in queues.items():
+            ctx.publisher.send_messages(held_ids, queue=queue, countdown=wait)
+        result.released += len(held)
     if not claimed:
         return result
     campaigns = {m.campaign_id for m in claimed if m.campaign_id}
@@ -194,7 +213,7 @@ async def _send_claimed(
                 provider_message_ids=[o.provider_message_id for o in accepted],
                 message_ids=[o.message_id for o in accepted],
             )
-    result.released = len(given_back.rows)
+    result.released += len(given_back.rows)
 
     for (queue, countdown), retry_ids in _retry_batches(result.written).items():
         ctx.publisher.send_messages(retry_ids, queue=queue, countdown=countdown)
@@ -465,6 +484,22 @@ def _after_health(
         BREAKER_HELD.labels(provider=provider).inc(len(outage))
         given_back.add(outage, health.settings.probe_interval, held=True)
     return kept
+
+
+def _holding_accounts(ctx: SendContext) -> dict[str, float]:
+    """Accounts whose open breaker holds every message, and for how long."""
+    if ctx.health is None:
+        return {}
+    holding = {}
+    for provider in ctx.adapters:
+        try:
+            wait = ctx.health(provider).holding()
+        except Exception:  # Redis away: claim as usual; the gate decides per chunk
+            log.warning("provider health not read", provider=provider, exc_info=True)
+            continue
+        if wait > 0:
+            holding[provider] = wait
+    return holding
 
 
 def message_fields(message: Claimed) -> dict[str, Any]:

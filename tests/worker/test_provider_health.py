@@ -19,6 +19,7 @@ from providers.errors import (
     error_for_http_status,
 )
 from worker.provider_health import (
+    PEEK_FRESH,
     BreakerSettings,
     BreakerState,
     Kind,
@@ -168,6 +169,24 @@ def test_a_probe_whose_worker_died_is_replaced_after_the_interval(
     assert health.gate().probe  # ... and that worker never reports
     time.sleep(SETTINGS.probe_interval + 0.05)
     assert health.gate().probe
+
+
+def test_holding_says_how_long_it_holds_every_message_and_takes_nothing(
+    redis_client: redis.Redis,
+) -> None:
+    clock = [100.0]
+    peeker = ProviderHealth(redis_client, "panel", SETTINGS, monotonic=lambda: clock[0])
+    other = ProviderHealth(redis_client, "panel", SETTINGS)
+    assert peeker.holding() == 0  # closed
+    other.record([refused()] * 3)
+    assert peeker.holding() == 0  # a closed answer is trusted for PEEK_FRESH seconds
+    clock[0] += PEEK_FRESH
+    held = peeker.holding()
+    assert 0 < held <= SETTINGS.probe_interval  # open: until the probe is due
+    time.sleep(SETTINGS.probe_interval + 0.05)
+    clock[0] += held
+    assert peeker.holding() == 0  # the probe is due ...
+    assert other.gate().probe  # ... and peeking did not take it
 
 
 def test_settings_are_checked() -> None:

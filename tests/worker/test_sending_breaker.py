@@ -25,6 +25,8 @@ from sqlalchemy.orm import Session
 
 from models.status import MessageStatus
 from models.tables import Message, MessageEvent
+from providers.base import Rejected
+from providers.errors import TransportError
 from providers.request import IN_CALL_ATTEMPTS
 from providers.simulator import mock_transport
 from worker.provider_health import BreakerSettings, BreakerState, ProviderHealth
@@ -132,6 +134,32 @@ async def test_messages_in_flight_when_it_opens_are_given_back_not_failed(
     assert HELD_DETAIL in details
     [(ids, _queue, countdown)] = harness.enqueued.calls
     assert sorted(ids) == sorted(m.id for m in messages) and countdown is not None
+
+
+async def test_while_it_holds_an_account_its_rows_are_not_even_claimed(
+    harness: Any, queued: Callable[..., list[Message]], session: Session
+) -> None:
+    """Held rows stay ``queued`` with no event and no attempt; only a wake-up
+    for when the probe is due is published."""
+    store = fakeredis.FakeRedis()
+    settings = BreakerSettings(failures=3, min_answers=5, probe_interval=60)
+    ProviderHealth(store, "panel", settings).record([Rejected("x", TransportError("refused"))] * 3)
+    harness.ctx.health = lambda provider: ProviderHealth(store, provider, settings)
+    messages = queued(5, attempts=2)
+    events_before = _events(session)
+    result = await send_batch(harness.ctx, [m.id for m in messages])
+    assert (result.claimed, result.released) == (0, 5)
+    assert _events(session) == events_before
+    session.expire_all()
+    rows = [session.get(Message, m.id) for m in messages]
+    assert all(r is not None and r.status == S.QUEUED and r.attempts == 2 for r in rows)
+    [(ids, _queue, countdown)] = harness.enqueued.calls
+    assert sorted(ids) == sorted(m.id for m in messages)
+    assert countdown is not None and 55 < countdown <= 61
+
+
+def _events(session: Session) -> int:
+    return len(session.scalars(select(MessageEvent.id)).all())
 
 
 async def test_without_a_breaker_the_sender_behaves_as_before(
