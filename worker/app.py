@@ -38,6 +38,7 @@ from smsq.core.names import (
     TASK_DELIVER_WEBHOOK,
     TASK_DISPATCH_WEBHOOKS,
     TASK_PROMOTE,
+    TASK_RECOVER_OWNERS,
     TASK_START_CAMPAIGN,
     TASK_SWEEP,
 )
@@ -70,12 +71,20 @@ def make_celery(settings: Settings) -> Celery:
             TASK_START_CAMPAIGN: {"queue": QUEUE_CAMPAIGN},
             TASK_PROMOTE: {"queue": QUEUE_TRANSACTIONAL},
             TASK_SWEEP: {"queue": QUEUE_TRANSACTIONAL},
+            TASK_RECOVER_OWNERS: {"queue": QUEUE_TRANSACTIONAL},
             TASK_DISPATCH_WEBHOOKS: {"queue": QUEUE_WEBHOOKS},
             TASK_DELIVER_WEBHOOK: {"queue": QUEUE_WEBHOOKS},
         },
         beat_schedule={
             "promote-scheduled": {"task": TASK_PROMOTE, "schedule": settings.promote_interval},
             "sweep": {"task": TASK_SWEEP, "schedule": settings.sweep_interval},
+            # Dead workers' rows back within seconds (worker.recovery); expiring,
+            # so a backlog of ticks collapses into the next one.
+            "recover-owners": {
+                "task": TASK_RECOVER_OWNERS,
+                "schedule": settings.recover_interval,
+                "options": {"expires": max(5.0, settings.recover_interval * 2)},
+            },
             # On the webhooks queue so a slow customer endpoint never delays
             # sends; expiring, so a backlog does not replay stale dispatches.
             "dispatch-webhooks": {

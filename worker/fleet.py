@@ -16,7 +16,7 @@ tests need no broker:
   provider's messages back as ``queued`` at their next request.
 - :func:`find_retryable` / :func:`requeue`: an operator's re-queue of final
   messages (after a credit top-up, a provider fix).
-- :func:`reconcile`: the sweeper, now.
+- :func:`reconcile`: the sweeper, now (with the recovery of dead workers' rows first).
 - :func:`purge_queue`: empty one broker queue; the rows stay ``queued`` and
   ``reconcile`` (or the next sweep) re-enqueues them.
 """
@@ -51,6 +51,7 @@ from smsq.core.publisher import Publisher
 from smsq.core.settings import Settings
 from worker.broker import broker_data_lost, queue_depth
 from worker.provider_health import BreakerState, HealthState, ProviderHealth, breaker_settings
+from worker.recovery import Recovered, live_claims, recover
 from worker.sweeper import sweep
 from worker.throttle import TokenBucket, pause_provider, resume_provider
 
@@ -520,6 +521,10 @@ class ReconcileReport:
     resend_unknown: int
     restarted_campaigns: int
     tasks_published: int
+    dead_owner_requeued: int = 0
+    """Rows of dead workers that never went out, back to ``queued`` (``worker.recovery``)."""
+    dead_owner_unknown: int = 0
+    """Rows of dead workers that may have gone out, now ``unknown``."""
 
 
 def reconcile(
@@ -529,12 +534,23 @@ def reconcile(
     broker: redis.Redis | None,
     publisher: Publisher,
     now: dt.datetime,
+    store: redis.Redis | None = None,
 ) -> ReconcileReport:
     """One sweep (``worker.sweeper``) now, and publish what it decided.
 
     The same work as the beat task ``smsq.sweep``: safe to run at any time
-    and next to it (every step is idempotent; sends are claimed).
+    and next to it (every step is idempotent; sends are claimed). With the
+    throttle store (``store``), dead workers' rows are recovered first and a
+    live worker's expired lease gets ``SMSQ_OUTCOME_WRITE_PATIENCE`` more.
     """
+    recovered = Recovered()
+    if store is not None:
+        try:
+            recovered = recover(
+                sessions, store=store, publisher=publisher, batch_size=settings.batch_size, now=now
+            )
+        except redis.RedisError as exc:
+            log.warning("dead workers not judged: Redis unreachable", error=type(exc).__name__)
     lost = broker_data_lost(broker) if broker is not None else False
     with sessions() as session:
         plan = sweep(
@@ -547,6 +563,8 @@ def reconcile(
             resend_providers=[
                 name for name, acc in settings.providers.items() if acc.expects_reports
             ],
+            live_claims=live_claims(store) if store is not None else None,
+            live_patience=settings.outcome_write_patience,
         )
     with sessions() as session:
         replay_orphans(session, status_field_of=report_status_field)
@@ -563,6 +581,8 @@ def reconcile(
         resend_unknown=sum(len(v) for v in plan.resend_unknown.values()),
         restarted_campaigns=len(plan.restart_campaigns),
         tasks_published=tasks,
+        dead_owner_requeued=recovered.requeued,
+        dead_owner_unknown=recovered.unknown,
     )
     log.info("reconcile", **{k: v for k, v in vars(report).items()})
     return report

@@ -29,6 +29,7 @@ from providers.http import make_async_client
 from providers.registry import make_adapter
 from smsq.core.publisher import Publisher
 from smsq.core.settings import Settings
+from worker.owners import Owner
 from worker.provider_health import ProviderHealth, breaker_settings
 from worker.retry_policy import RetryPolicy
 from worker.sending import SendContext
@@ -105,6 +106,15 @@ class Runtime:
         self._buckets: dict[str, TokenBucket] = {}
         self._health: dict[str, ProviderHealth] = {}
         self.breaker = breaker_settings(s)
+        # This process as the owner of its claims; its heartbeat starts with the first batch.
+        self.owner = Owner(
+            redis.Redis.from_url(
+                s.redis_url, socket_timeout=s.owner_ttl / 4, socket_connect_timeout=s.owner_ttl / 4
+            ),
+            ttl=s.owner_ttl,
+            # Longer than a claim may stay 'sending' (renewed lease, then the outcome write).
+            marks_ttl=s.sending_lease + s.outcome_write_patience + 60,
+        )
         self._local = threading.local()
         self._loops: list[SendLoop] = []
         self._lock = threading.Lock()
@@ -147,6 +157,7 @@ class Runtime:
         return self.send_loop().run(coro)
 
     def send_context(self) -> SendContext:
+        self.owner.start()
         return SendContext(
             sessions=self.sessions,
             client=self.send_loop().client(),
@@ -158,6 +169,7 @@ class Runtime:
             lease=self.settings.sending_lease,
             send_concurrency=self.settings.send_concurrency,
             outcome_patience=self.settings.outcome_write_patience,
+            owner=self.owner,
         )
 
     def now(self) -> dt.datetime:
@@ -170,6 +182,8 @@ class Runtime:
         for loop in loops:
             loop.close()
         self._local = threading.local()
+        self.owner.stop()
+        self.owner.store.close()
         self.webhook_client.close()
         self.store.close()
         if self.broker_redis is not None:

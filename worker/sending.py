@@ -64,6 +64,7 @@ from worker.claims import (
 )
 from worker.metrics import BREAKER_HELD, BUCKET_RELEASED, BUCKET_WAIT, SEND_LATENCY
 from worker.outcomes import Written, decide_outcomes
+from worker.owners import Owner
 from worker.provider_health import BreakerState, ProviderHealth, is_outage_failure
 from worker.retry_policy import RetryPolicy
 from worker.throttle import TokenBucket
@@ -92,6 +93,9 @@ class SendContext:
     rng: random.Random | None = None
     health: Callable[[str], ProviderHealth] | None = None
     """The account's circuit breaker (``worker.provider_health``); None: no breaker."""
+    owner: Owner | None = None
+    """This process as the owner of its claims (``worker.owners``): names them and
+    marks what goes on the wire, so a dead worker's rows are recovered in seconds."""
 
 
 @dataclass
@@ -139,7 +143,7 @@ async def send_batch(
     """Send the messages of ``ids`` that can be claimed; return what happened."""
     result = BatchResult()
     now = ctx.clock()
-    token = secrets.token_hex(8)
+    token = ctx.owner.token() if ctx.owner is not None else secrets.token_hex(8)
     holding = {} if resend_unknown else _holding_accounts(ctx)
     with ctx.sessions() as session:
         if not resend_unknown:
@@ -203,6 +207,8 @@ async def _send_claimed(
     later = ctx.clock()
     result.written, moves = decide_outcomes(outcomes, now=later, policy=ctx.policy, rng=ctx.rng)
     await _store_outcomes(ctx, claimed, given_back, moves, token, later)
+    if ctx.owner is not None:
+        ctx.owner.forget(token)
     with ctx.sessions() as session:
         # Reports that overtook us (matched by the ids we just stored) apply now.
         accepted = [o for _, o in outcomes if isinstance(o, Accepted)]
@@ -405,11 +411,37 @@ async def _feed_group(
             take.append(message)
         if used < grant.granted:
             bucket.refund(grant.granted - used)
+        if not _mark_on_wire(ctx, lease, take, pending):
+            bucket.refund(used)
+            break
         chunk = _send_chunk(ctx, key, take, adapter, outcomes, given_back, probe=probe)
         if probe:
             await chunk  # its answer decides whether the rest may go
         else:
             in_flight.append(asyncio.create_task(chunk))
+
+
+def _mark_on_wire(
+    ctx: SendContext, lease: _Lease, take: list[Claimed], pending: deque[Claimed]
+) -> bool:
+    """Record ``take`` as on the wire before its request goes out (``worker.owners``).
+
+    False: this process was declared dead and its rows may be another's now;
+    nothing of the claim goes out. When Redis cannot record it, the rows go
+    back to ``pending`` (given back unsent) and the error propagates.
+    """
+    if ctx.owner is None:
+        return True
+    try:
+        if ctx.owner.mark(lease.token, [m.id for m in take]):
+            return True
+    except Exception:
+        pending.extendleft(reversed(take))
+        raise
+    log.warning("owner declared dead: claim dropped unsent", messages=len(take) + len(pending))
+    lease.owned = set()
+    pending.clear()
+    return False
 
 
 async def _send_chunk(

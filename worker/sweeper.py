@@ -13,7 +13,12 @@ Redis may lose (a restart without persistence, ``FLUSHALL``). Every
    simply waiting their turn, and re-enqueueing them would double the backlog.
 3. **Expired leases.** A row still ``sending`` after its lease belongs to a
    worker that died mid-send: it may or may not have reached the provider, so
-   it becomes ``unknown`` (never resent blindly).
+   it becomes ``unknown`` (never resent blindly). A dead owner's rows are
+   normally recovered long before, within seconds (``worker.recovery``); this
+   is the rule for claims whose owner cannot be judged. A row whose owner is
+   known to be alive is left alone until its lease plus
+   ``SMSQ_OUTCOME_WRITE_PATIENCE``: its worker may be waiting for the database
+   to write what the provider answered.
 4. **Unknown outcomes.** An ``unknown`` row with no delivery report after
    ``SMSQ_UNKNOWN_RESEND_AFTER`` is resent **once, with the same id**
    (panelsms ``transactionId``), when its account asks for delivery reports:
@@ -30,7 +35,7 @@ claimed.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import and_, exists, or_, select, update
@@ -70,16 +75,42 @@ def sweep(
     broker_lost: bool,
     queue_is_empty: Callable[[str], bool],
     resend_providers: Iterable[str],
+    live_claims: Callable[[list[str]], Collection[str]] | None = None,
+    live_patience: float = 0.0,
 ) -> SweepPlan:
-    """Decide and record one sweep; commits. See the module docstring."""
+    """Decide and record one sweep; commits. See the module docstring.
+
+    ``live_claims`` tells which of the given lease tokens belong to a live
+    owner (``worker.owners``); their rows get ``live_patience`` seconds more.
+    """
     plan = SweepPlan(broker_lost=broker_lost)
     stale = now - dt.timedelta(seconds=requeue_after)
 
-    # 3. Expired leases: sending -> unknown.
+    # 3. Expired leases: sending -> unknown, unless a live owner may still write them.
+    expired = [Message.lease_until < now]
+    if live_claims is not None:
+        tokens = session.scalars(
+            select(Message.lease_token)
+            .where(
+                Message.status == S.SENDING,
+                Message.lease_until < now,
+                Message.lease_token.is_not(None),
+            )
+            .distinct()
+        )
+        alive = sorted(live_claims([t for t in tokens if t is not None]))
+        if alive:
+            expired.append(
+                or_(
+                    Message.lease_token.is_(None),
+                    Message.lease_token.not_in(alive),
+                    Message.lease_until < now - dt.timedelta(seconds=live_patience),
+                )
+            )
     lost = move_where(
         session,
         S.UNKNOWN,
-        where=[Message.lease_until < now],
+        where=expired,
         from_statuses=[S.SENDING],
         values={
             "lease_until": None,

@@ -16,12 +16,14 @@ from smsq.core.names import (
     QUEUE_CAMPAIGN,
     QUEUE_FOR_KIND,
     TASK_PROMOTE,
+    TASK_RECOVER_OWNERS,
     TASK_SEND,
     TASK_START_CAMPAIGN,
     TASK_SWEEP,
 )
 from worker import fleet
 from worker.campaign_progress import queued_batches, start_campaign
+from worker.recovery import recover
 from worker.runtime import ProcessRuntime, Runtime
 from worker.scheduler import promote_due
 from worker.sending import send_batch
@@ -70,8 +72,21 @@ def sweep(rt: Runtime) -> dict[str, int]:
         broker=rt.broker_redis,
         publisher=rt.publisher,
         now=rt.now(),
+        store=rt.store,
     )
     return {"requeued": report.requeued, "leases_expired": report.leases_expired}
+
+
+def recover_owners(rt: Runtime) -> dict[str, int]:
+    """The beat's recovery of dead workers' rows (``worker.recovery``)."""
+    recovered = recover(
+        rt.sessions,
+        store=rt.store,
+        publisher=rt.publisher,
+        batch_size=rt.settings.batch_size,
+        now=rt.now(),
+    )
+    return {"requeued": recovered.requeued, "unknown": recovered.unknown}
 
 
 def register(app: Any, runtime: ProcessRuntime) -> None:
@@ -92,3 +107,7 @@ def register(app: Any, runtime: ProcessRuntime) -> None:
     @app.task(name=TASK_SWEEP, shared=False)
     def sweep_task() -> dict[str, int]:
         return sweep(runtime.get())
+
+    @app.task(name=TASK_RECOVER_OWNERS, shared=False)
+    def recover_owners_task() -> dict[str, int]:
+        return recover_owners(runtime.get())

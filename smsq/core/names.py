@@ -30,6 +30,7 @@ TASK_SEND = "smsq.send_messages"  # args: [message ids]
 TASK_START_CAMPAIGN = "smsq.start_campaign"  # args: campaign id
 TASK_PROMOTE = "smsq.promote_scheduled"  # beat
 TASK_SWEEP = "smsq.sweep"  # beat
+TASK_RECOVER_OWNERS = "smsq.recover_owners"  # beat: dead workers' rows, in seconds
 TASK_DISPATCH_WEBHOOKS = "smsq.dispatch_webhooks"  # beat: status events -> deliveries
 TASK_DELIVER_WEBHOOK = "smsq.deliver_webhook"  # args: delivery id
 
@@ -71,3 +72,26 @@ def probe_key(provider: str) -> str:
     """Present while one worker of the fleet may send an open breaker's probe;
     expires after the probe interval (``worker.provider_health``)."""
     return f"{REDIS_PREFIX}health-probe:{provider}"
+
+
+# --- owners of claims (worker.owners) ----------------------------------------
+# A claim's lease token names the worker process that owns it and the registry
+# epoch it was made in (``<owner>:<epoch>:<nonce>``), so a sweep can tell a dead
+# owner's rows from a live one's within seconds instead of a lease period.
+
+# The registry's epoch: a random id set (NX) by the first process that finds it
+# missing. A new epoch means Redis lost its data; the absence of an owner key is
+# trusted only for claims made in the current epoch.
+OWNERS_EPOCH_KEY = f"{REDIS_PREFIX}owners-epoch"
+
+
+def owner_key(owner: str) -> str:
+    """Present while a worker process is alive: refreshed every quarter of
+    ``SMSQ_OWNER_TTL`` by its heartbeat thread, gone within the TTL after it died."""
+    return f"{REDIS_PREFIX}owner:{owner}"
+
+
+def on_wire_key(token: str) -> str:
+    """The ids of one claim that may have reached the provider (a set, written
+    before each request goes out; deleted once the claim's outcomes are stored)."""
+    return f"{REDIS_PREFIX}on-wire:{token}"

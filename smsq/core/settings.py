@@ -119,6 +119,15 @@ class Settings(BaseSettings):
     )
     promote_interval: float = Field(default=1.0, gt=0, description="promoter period (beat)")
     sweep_interval: float = Field(default=15.0, gt=0, description="sweeper period (beat)")
+    owner_ttl: float = Field(
+        default=10.0,
+        ge=1,
+        description="a worker process unheard of this long is dead: its claimed rows "
+        "are recovered (heartbeat every quarter of it)",
+    )
+    recover_interval: float = Field(
+        default=5.0, gt=0, description="dead workers' rows recovery period (beat)"
+    )
     requeue_after: int = Field(
         default=60, gt=0, description="re-enqueue 'queued' rows untouched this long"
     )
