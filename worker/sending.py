@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import redis
 import structlog
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -411,7 +412,7 @@ async def _feed_group(
             take.append(message)
         if used < grant.granted:
             bucket.refund(grant.granted - used)
-        if not _mark_on_wire(ctx, lease, take, pending):
+        if not _mark_on_wire(ctx, lease, take, pending, given_back):
             bucket.refund(used)
             break
         chunk = _send_chunk(ctx, key, take, adapter, outcomes, given_back, probe=probe)
@@ -422,24 +423,29 @@ async def _feed_group(
 
 
 def _mark_on_wire(
-    ctx: SendContext, lease: _Lease, take: list[Claimed], pending: deque[Claimed]
+    ctx: SendContext,
+    lease: _Lease,
+    take: list[Claimed],
+    pending: deque[Claimed],
+    given_back: GivenBack,
 ) -> bool:
     """Record ``take`` as on the wire before its request goes out (``worker.owners``).
 
-    False: this process was declared dead and its rows may be another's now;
-    nothing of the claim goes out. When Redis cannot record it, the rows go
-    back to ``pending`` (given back unsent) and the error propagates.
+    False when nothing more of the group may go out: Redis could not record
+    it (the rows are given back unsent), or this process was declared dead
+    and its rows may be another worker's now (they are dropped).
     """
     if ctx.owner is None:
         return True
     try:
         if ctx.owner.mark(lease.token, [m.id for m in take]):
             return True
-    except Exception:
-        pending.extendleft(reversed(take))
-        raise
-    log.warning("owner declared dead: claim dropped unsent", messages=len(take) + len(pending))
-    lease.owned = set()
+    except redis.RedisError as exc:
+        log.warning("on-wire mark failed: rows given back", error=type(exc).__name__)
+        given_back.add([*take, *pending], ERROR_RETRY_DELAY)
+    else:
+        log.warning("owner declared dead: claim dropped unsent", messages=len(take) + len(pending))
+        lease.owned = set()
     pending.clear()
     return False
 
