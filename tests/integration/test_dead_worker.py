@@ -1,8 +1,8 @@
 """A worker process killed with rows claimed: the rows it never sent go out
 again within seconds (worker.owners, worker.recovery), none twice.
 
-Default lease (120 s) and unknown-resend (300 s): only the recovery of a dead
-owner's rows can send them within the test's time.
+Default lease (120 s), unknown-resend (300 s) and sweep interval (15 s): only
+the recovery of a dead owner's rows can send them within the test's time.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def test_a_killed_workers_unsent_rows_are_sent_within_seconds_and_none_twice(
         panel_burst=5,
         brand_rate=0.25,
         brand_burst=1,
-        env={"SMSQ_UNKNOWN_RESEND_AFTER": "300"},
+        # The defaults the fixture shortens: only the recovery beat (every 5 s)
+        # can bring the rows back in time.
+        env={"SMSQ_UNKNOWN_RESEND_AFTER": "300", "SMSQ_SWEEP_INTERVAL": "15"},
     )
     worker = stack.worker("otp,transactional,campaign", concurrency=2)
     stack.beat()
