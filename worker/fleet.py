@@ -580,7 +580,7 @@ def reconcile(
         leases_expired=plan.leases_expired,
         resend_unknown=sum(len(v) for v in plan.resend_unknown.values()),
         restarted_campaigns=len(plan.restart_campaigns),
-        tasks_published=tasks,
+        tasks_published=tasks + recovered.tasks_published,
         dead_owner_requeued=recovered.requeued,
         dead_owner_unknown=recovered.unknown,
     )

@@ -48,6 +48,7 @@ class Recovered:
     requeue: dict[str, list[str]] = field(default_factory=dict)  # queue -> ids
     unknown: int = 0
     dead_claims: int = 0
+    tasks_published: int = 0
 
     @property
     def requeued(self) -> int:
@@ -134,7 +135,8 @@ def recover(
     for queue in recovered.queues():
         ids = recovered.requeue[queue]
         for start in range(0, len(ids), batch_size):
-            publisher.send_messages(ids[start : start + batch_size], queue=queue)
+            if publisher.send_messages(ids[start : start + batch_size], queue=queue):
+                recovered.tasks_published += 1
     if recovered.dead_claims:
         log.warning(
             "dead workers' rows recovered",

@@ -441,6 +441,7 @@ def reconcile_command(as_json: JsonFlag = False) -> None:
                 broker=ctx.broker,
                 publisher=ctx.publisher,
                 now=now(),
+                store=ctx.store,
             )
         except redis.RedisError as exc:
             raise Failure(f"broker: {type(exc).__name__}", code="unavailable") from None
@@ -450,7 +451,9 @@ def reconcile_command(as_json: JsonFlag = False) -> None:
         table = Table("what", "count", title="reconcile")
         table.add_row("broker data lost (marker missing)", "yes" if report.broker_lost else "no")
         table.add_row("queued messages re-enqueued", f"{report.requeued:,}")
-        table.add_row("sends whose worker died -> unknown", f"{report.leases_expired:,}")
+        table.add_row("dead workers' unsent rows -> queued", f"{report.dead_owner_requeued:,}")
+        table.add_row("dead workers' sent rows -> unknown", f"{report.dead_owner_unknown:,}")
+        table.add_row("sends whose lease ran out -> unknown", f"{report.leases_expired:,}")
         table.add_row("unknown messages resent once", f"{report.resend_unknown:,}")
         table.add_row("campaigns restarted", f"{report.restarted_campaigns:,}")
         table.add_row("tasks published", f"{report.tasks_published:,}")

@@ -21,9 +21,10 @@ from providers.base import Rejected
 from providers.errors import TransportError
 from smsq.cli import app
 from smsq.cli import fleet as fleet_cli
-from smsq.core.names import TASK_SEND, paused_key
+from smsq.core.names import TASK_SEND, owner_key, paused_key
 from smsq.core.settings import Settings
 from worker import fleet
+from worker.owners import Owner
 from worker.provider_health import ProviderHealth, breaker_settings
 
 S = MessageStatus
@@ -171,10 +172,18 @@ def test_reconcile_prints_what_the_sweep_did(
     cli: Cli, make_message: Callable[..., Message]
 ) -> None:
     make_message(status=S.QUEUED)
+    # A claim of a worker process that died before sending it (worker.owners).
+    dead = Owner(cli.store, ttl=10, marks_ttl=600)
+    assert dead.beat()
+    make_message(status=S.SENDING, lease_token=dead.token(), attempts=1)
+    cli.store.delete(owner_key(dead.name))
     doc = cli.json("reconcile")
-    assert doc["broker_lost"] is True and doc["requeued"] == 1 and doc["tasks_published"] == 1
+    # The lost broker marker re-enqueues every due queued row, the recovered one too.
+    assert doc["broker_lost"] is True and doc["requeued"] == 2 and doc["tasks_published"] == 2
+    assert (doc["dead_owner_requeued"], doc["dead_owner_unknown"]) == (1, 0)
     table = cli("reconcile")
     assert table.exit_code == 0 and "re-enqueued" in table.output
+    assert "dead workers' unsent rows" in table.output
 
 
 def test_purge_asks_and_only_purges_a_known_queue(cli: Cli) -> None:
