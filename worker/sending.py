@@ -412,10 +412,7 @@ async def _feed_group(
             take.append(message)
         if used < grant.granted:
             bucket.refund(grant.granted - used)
-        if not _mark_on_wire(ctx, lease, take, pending, given_back):
-            bucket.refund(used)
-            break
-        chunk = _send_chunk(ctx, key, take, adapter, outcomes, given_back, probe=probe)
+        chunk = _send_chunk(ctx, key, take, adapter, outcomes, given_back, lease, probe=probe)
         if probe:
             await chunk  # its answer decides whether the rest may go
         else:
@@ -423,30 +420,27 @@ async def _feed_group(
 
 
 def _mark_on_wire(
-    ctx: SendContext,
-    lease: _Lease,
-    take: list[Claimed],
-    pending: deque[Claimed],
-    given_back: GivenBack,
+    ctx: SendContext, lease: _Lease, messages: list[Claimed], given_back: GivenBack
 ) -> bool:
-    """Record ``take`` as on the wire before its request goes out (``worker.owners``).
+    """Record ``messages`` as on the wire just before their request goes out
+    (``worker.owners``): as late as possible, so a worker killed before it
+    sends leaves few rows marked that never left.
 
-    False when nothing more of the group may go out: Redis could not record
-    it (the rows are given back unsent), or this process was declared dead
-    and its rows may be another worker's now (they are dropped).
+    False when the request must not go out: Redis could not record it (the
+    rows are given back unsent), or this process was declared dead and its
+    rows may be another worker's now (the rest of the claim is dropped).
     """
     if ctx.owner is None:
         return True
     try:
-        if ctx.owner.mark(lease.token, [m.id for m in take]):
+        if ctx.owner.mark(lease.token, [m.id for m in messages]):
             return True
     except redis.RedisError as exc:
         log.warning("on-wire mark failed: rows given back", error=type(exc).__name__)
-        given_back.add([*take, *pending], ERROR_RETRY_DELAY)
-    else:
-        log.warning("owner declared dead: claim dropped unsent", messages=len(take) + len(pending))
-        lease.owned = set()
-    pending.clear()
+        given_back.add(messages, ERROR_RETRY_DELAY)
+        return False
+    log.warning("owner declared dead: claim dropped unsent", messages=len(messages))
+    lease.owned = set()
     return False
 
 
@@ -457,9 +451,14 @@ async def _send_chunk(
     adapter: Adapter,
     outcomes: list[tuple[Claimed, Outcome]],
     given_back: GivenBack,
+    lease: _Lease,
     *,
     probe: bool = False,
 ) -> None:
+    if not _mark_on_wire(ctx, lease, messages, given_back):
+        with contextlib.suppress(Exception):  # tokens not spent; a refund is an optimisation
+            ctx.bucket(key.provider).refund(sum(_tokens(m) for m in messages))
+        return
     outbound = Outbound(
         text=key.text,
         recipients=[Recipient(m.id, m.to, first_part=m.parts_sent + 1) for m in messages],
