@@ -547,7 +547,12 @@ def reconcile(
     if store is not None:
         try:
             recovered = recover(
-                sessions, store=store, publisher=publisher, batch_size=settings.batch_size, now=now
+                sessions,
+                store=store,
+                publisher=publisher,
+                batch_size=settings.batch_size,
+                now=now,
+                settings=settings,
             )
         except redis.RedisError as exc:
             log.warning("dead workers not judged: Redis unreachable", error=type(exc).__name__)
@@ -565,6 +570,7 @@ def reconcile(
             ],
             live_claims=live_claims(store) if store is not None else None,
             live_patience=settings.outcome_write_patience,
+            dead_worker_resend_after=settings.dead_worker_resend_after,
         )
     with sessions() as session:
         replay_orphans(session, status_field_of=report_status_field)

@@ -31,7 +31,9 @@ from models.status import EventSource, MessageStatus
 from models.tables import Message
 from smsq.core.names import QUEUE_FOR_KIND, QUEUE_OTP
 from smsq.core.publisher import Publisher
+from smsq.core.settings import Settings
 from worker.owners import Verdict, judge, on_wire
+from worker.unknown_resend import DIED_WHILE_SENDING, unknown_due
 
 log = structlog.get_logger("smsq.worker")
 
@@ -49,6 +51,7 @@ class Recovered:
     unknown: int = 0
     dead_claims: int = 0
     tasks_published: int = 0
+    resend_unknown: dict[str, list[str]] = field(default_factory=dict)  # queue -> ids
 
     @property
     def requeued(self) -> int:
@@ -96,7 +99,7 @@ def recover_dead_owners(session: Session, store: redis.Redis, *, now: dt.datetim
                         Message.id.in_(wired[start : start + 1000]),
                     ],
                     from_statuses=[S.SENDING],
-                    values={**ended, "error_detail": "worker died while sending"},
+                    values={**ended, "error_detail": DIED_WHILE_SENDING},
                     source=EventSource.SWEEPER,
                     now=now,
                     detail=UNKNOWN_DETAIL,
@@ -127,22 +130,42 @@ def recover(
     publisher: Publisher,
     batch_size: int,
     now: dt.datetime,
+    settings: Settings | None = None,
 ) -> Recovered:
     """Recover dead workers' rows now and enqueue them, OTPs first: the beat task
-    ``smsq.recover_owners``, and the first step of ``worker.fleet.reconcile``."""
+    ``smsq.recover_owners``, and the first step of ``worker.fleet.reconcile``.
+    With ``settings``, a dead worker's rows left ``unknown`` earlier are resent
+    once ``SMSQ_DEAD_WORKER_RESEND_AFTER`` passed without a report
+    (``worker.unknown_resend``)."""
     with sessions() as session:
         recovered = recover_dead_owners(session, store, now=now)
+        if settings is not None:
+            after = settings.dead_worker_resend_after
+            recovered.resend_unknown = unknown_due(
+                session,
+                now=now,
+                providers=[n for n, a in settings.providers.items() if a.expects_reports],
+                after=after,
+                dead_worker_after=after,
+                dead_workers_only=True,
+            )
     for queue in recovered.queues():
         ids = recovered.requeue[queue]
         for start in range(0, len(ids), batch_size):
             if publisher.send_messages(ids[start : start + batch_size], queue=queue):
                 recovered.tasks_published += 1
-    if recovered.dead_claims:
+    for queue, ids in sorted(recovered.resend_unknown.items(), key=lambda q: q[0] != QUEUE_OTP):
+        for start in range(0, len(ids), batch_size):
+            batch = ids[start : start + batch_size]
+            if publisher.send_messages(batch, queue=queue, resend_unknown=True):
+                recovered.tasks_published += 1
+    if recovered.dead_claims or recovered.resend_unknown:
         log.warning(
             "dead workers' rows recovered",
             claims=recovered.dead_claims,
             requeued=recovered.requeued,
             unknown=recovered.unknown,
+            resent_unknown=sum(len(ids) for ids in recovered.resend_unknown.values()),
         )
     return recovered
 

@@ -38,14 +38,15 @@ import datetime as dt
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.ledger import move_campaign_messages, move_where
 from models.status import CampaignStatus, EventSource, MessageStatus
-from models.tables import Campaign, Message, MessageEvent
+from models.tables import Campaign, Message
 from smsq.core.names import QUEUE_FOR_KIND
 from worker.campaign_progress import finish_campaigns
+from worker.unknown_resend import unknown_due
 
 S = MessageStatus
 UNSENT = (S.ACCEPTED, S.SCHEDULED, S.QUEUED)
@@ -77,6 +78,7 @@ def sweep(
     resend_providers: Iterable[str],
     live_claims: Callable[[list[str]], Collection[str]] | None = None,
     live_patience: float = 0.0,
+    dead_worker_resend_after: float | None = None,
 ) -> SweepPlan:
     """Decide and record one sweep; commits. See the module docstring.
 
@@ -146,23 +148,13 @@ def sweep(
         session.execute(update(Message).where(Message.id.in_(chunk)).values(updated_at=now))
 
     # 4. Unknown outcomes: resend once, same id, where reports are expected.
-    providers = list(resend_providers)
-    if providers:
-        unknown = session.execute(
-            select(Message.id, Message.kind).where(
-                Message.status == S.UNKNOWN,
-                Message.unknown_resends == 0,
-                Message.provider.in_(providers),
-                Message.updated_at < now - dt.timedelta(seconds=unknown_resend_after),
-                # A report (even one we cannot map) means the provider has it.
-                ~exists().where(
-                    MessageEvent.message_id == Message.id,
-                    MessageEvent.source == EventSource.DLR,
-                ),
-            )
-        ).all()
-        for mid, kind in unknown:
-            plan.resend_unknown.setdefault(QUEUE_FOR_KIND[kind], []).append(mid)
+    plan.resend_unknown = unknown_due(
+        session,
+        now=now,
+        providers=list(resend_providers),
+        after=unknown_resend_after,
+        dead_worker_after=dead_worker_resend_after,
+    )
 
     # 5. Campaigns. A cancelled one's rows that went back to queued after the
     # cancel (a retry answered late, a chunk of an upload still being read)

@@ -85,6 +85,7 @@ def recover_owners(rt: Runtime) -> dict[str, int]:
         publisher=rt.publisher,
         batch_size=rt.settings.batch_size,
         now=rt.now(),
+        settings=rt.settings,
     )
     return {"requeued": recovered.requeued, "unknown": recovered.unknown}
 

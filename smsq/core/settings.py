@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     unknown_resend_after: int = Field(
         default=300, gt=0, description="resend an 'unknown' message once, if no report came"
     )
+    dead_worker_resend_after: int = Field(
+        default=30,
+        gt=0,
+        description="... sooner when its worker died mid-request (no report by then)",
+    )
     schedule_horizon: int = Field(
         default=120, gt=0, description="hand scheduled sends to Celery this early (ETA)"
     )

@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import fakeredis
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.status import MessageStatus
-from models.tables import Message
+from models.status import EventSource, MessageStatus
+from models.tables import Message, MessageEvent
 from smsq.core.names import owner_key
+from smsq.core.settings import Settings
 from worker.owners import Owner
 from worker.recovery import live_claims, recover, recover_dead_owners
 from worker.sweeper import sweep
+from worker.unknown_resend import DIED_WHILE_SENDING
 
 S = MessageStatus
 NOW = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
@@ -185,3 +188,72 @@ def test_an_unreachable_registry_leaves_the_plain_lease_rule(
     down = fakeredis.FakeRedis(server=server)
     assert _sweep(session, down, now=NOW).leases_expired == 1
     assert stored(rows[0].id)["status"] == S.UNKNOWN
+
+
+def test_a_dead_owners_on_wire_rows_are_resent_once_after_the_short_wait_without_a_report(
+    session: Session,
+    sessions: sessionmaker[Session],
+    make_message: Callable[..., Message],
+    redis_client: redis.Redis,
+    recording_publisher: Any,
+    write_providers: Callable[..., Path],
+) -> None:
+    """Cut by the kill, such a request most likely never left: it is resent after
+    SMSQ_DEAD_WORKER_RESEND_AFTER (not the 300 s of other unknown rows), and
+    only when no delivery report came."""
+    settings = Settings(providers_file=write_providers(), dead_worker_resend_after=30)
+    claim_rows = _claim_rows(make_message)
+    owner = registered(redis_client)
+    token = owner.token()
+    rows = claim_rows(token, 3, kind="otp")
+    assert owner.mark(token, [m.id for m in rows])
+    killed(redis_client, owner)
+    other_unknown = make_message(status=S.UNKNOWN, kind="otp", error_detail="read timeout")
+
+    def run(at: dt.datetime) -> dict[str, list[str]]:
+        recording_publisher.calls.clear()
+        return recover(
+            sessions,
+            store=redis_client,
+            publisher=recording_publisher,
+            batch_size=500,
+            now=at,
+            settings=settings,
+        ).resend_unknown
+
+    assert run(NOW) == {}  # now unknown; the wait starts
+    reported = rows[0]
+    with sessions() as s:
+        s.add(MessageEvent(message_id=reported.id, status=S.DELIVERED, source=EventSource.DLR))
+        s.commit()
+    assert run(NOW + dt.timedelta(seconds=29)) == {}
+    due = run(NOW + dt.timedelta(seconds=31))
+    assert sorted(due["otp"]) == sorted(m.id for m in rows[1:])  # not the reported one
+    assert other_unknown.id not in due["otp"]  # the ordinary rule waits 300 s
+    [(ids, queue, _)] = recording_publisher.calls
+    assert queue == "otp" and sorted(ids) == sorted(due["otp"])
+    assert recording_publisher.tasks[-1][2] == {"resend_unknown": True}
+
+
+def test_the_sweep_resends_a_dead_owners_unknown_rows_sooner_than_others(
+    session: Session, make_message: Callable[..., Message]
+) -> None:
+    died = make_message(status=S.UNKNOWN, error_detail=DIED_WHILE_SENDING, updated_at=NOW)
+    timed_out = make_message(status=S.UNKNOWN, error_detail="read timeout", updated_at=NOW)
+
+    def resent(seconds: float) -> set[str]:
+        plan = sweep(
+            session,
+            now=NOW + dt.timedelta(seconds=seconds),
+            requeue_after=60,
+            unknown_resend_after=300,
+            broker_lost=False,
+            queue_is_empty=lambda _q: True,
+            resend_providers=["panel"],
+            dead_worker_resend_after=30,
+        )
+        return {i for ids in plan.resend_unknown.values() for i in ids}
+
+    assert resent(10) == set()
+    assert resent(31) == {died.id}
+    assert resent(301) == {died.id, timed_out.id}

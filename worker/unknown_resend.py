@@ -1,0 +1,69 @@
+"""The one resend of an ``unknown`` message, with the same id: which rows are due.
+
+A row is ``unknown`` when its request may have reached the provider (a read
+timeout, an unreadable answer, a lease that ran out, a worker that died while
+its request was on the wire). Where the account sends delivery reports, the
+absence of any report is evidence the provider does not have it, so it is
+resent once (``worker.claims.claim(resend_unknown=True)``: at most once,
+guarded by ``unknown_resends``) after ``SMSQ_UNKNOWN_RESEND_AFTER`` -- or
+after ``SMSQ_DEAD_WORKER_RESEND_AFTER`` for the rows of a worker that died
+mid-request (``worker.recovery``): those requests were cut by the kill, and
+waiting five minutes for them would stall a campaign. The sweep asks for
+both; the recovery, every few seconds, for the dead worker's rows only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import Session
+
+from models.status import EventSource, MessageStatus
+from models.tables import Message, MessageEvent
+from smsq.core.names import QUEUE_FOR_KIND
+
+S = MessageStatus
+
+DIED_WHILE_SENDING = "worker died while sending"  # the row's error_detail (worker.recovery)
+
+
+def unknown_due(
+    session: Session,
+    *,
+    now: dt.datetime,
+    providers: list[str],
+    after: float,
+    dead_worker_after: float | None = None,
+    dead_workers_only: bool = False,
+) -> dict[str, list[str]]:
+    """``unknown`` rows to resend once with the same id, by queue: of an account
+    that sends delivery reports, never resent, with no report at all (even
+    one we cannot map means the provider has it) for ``after`` seconds -- or
+    ``dead_worker_after`` for rows a dead worker had on the wire
+    (``worker.recovery``), whose request most likely never left."""
+    if not providers:
+        return {}
+    quiet_since = Message.updated_at < now - dt.timedelta(seconds=after)
+    died = Message.error_detail == DIED_WHILE_SENDING
+    if dead_worker_after is not None:
+        died_quiet = and_(died, Message.updated_at < now - dt.timedelta(seconds=dead_worker_after))
+        quiet_since = died_quiet if dead_workers_only else or_(quiet_since, died_quiet)
+    elif dead_workers_only:
+        return {}
+    rows = session.execute(
+        select(Message.id, Message.kind).where(
+            Message.status == S.UNKNOWN,
+            Message.unknown_resends == 0,
+            Message.provider.in_(providers),
+            quiet_since,
+            ~exists().where(
+                MessageEvent.message_id == Message.id,
+                MessageEvent.source == EventSource.DLR,
+            ),
+        )
+    ).all()
+    due: dict[str, list[str]] = {}
+    for mid, kind in rows:
+        due.setdefault(QUEUE_FOR_KIND[kind], []).append(mid)
+    return due
