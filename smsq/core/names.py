@@ -71,3 +71,12 @@ def probe_key(provider: str) -> str:
     """Present while one worker of the fleet may send an open breaker's probe;
     expires after the probe interval (``worker.provider_health``)."""
     return f"{REDIS_PREFIX}health-probe:{provider}"
+
+
+# Delivery reports the receiver accepted, waiting to be applied to the database
+# (a stream: ``producer.report_stream``). The receiver answers the provider once
+# its report is here, so a database outage loses no report; the API's report
+# applier (``producer.report_applier``) reads it as one consumer group, so any
+# number of API processes share the work and an entry is deleted once applied.
+DLR_STREAM_KEY = f"{REDIS_PREFIX}dlr-stream"
+DLR_STREAM_GROUP = "report-appliers"

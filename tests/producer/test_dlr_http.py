@@ -1,8 +1,10 @@
 """The delivery-report receiver over HTTP, on SQLite and PostgreSQL.
 
 The app is built from real settings (a providers file with a brand callback
-key); the last test feeds it the simulator's own reports for messages the
-adapters sent through it.
+key) on an in-memory Redis, where the receiver queues the reports; ``drain()``
+applies the queued reports to the database as the app's applier thread would.
+The last test feeds it the simulator's own reports for messages the adapters
+sent through it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import fakeredis
 import httpx
 import pytest
 import uvicorn
@@ -25,6 +28,7 @@ from models.status import EventSource
 from models.status import MessageStatus as S
 from models.tables import Message, MessageEvent
 from producer.http.deps import Database
+from producer.http.dlr import report_applier
 from producer.http.redact import redact_query
 from providers.base import Accepted, Outbound, Recipient
 from providers.registry import make_adapter
@@ -33,6 +37,7 @@ from smsq.api_app import create_app
 from smsq.core.settings import Settings, get_settings
 
 MakeMessage = Callable[..., Message]
+Drain = Callable[[], int]
 SECRET = "cb-secret"
 PUBLIC_URL = "http://smsq.test"
 
@@ -89,6 +94,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 @pytest.fixture
 def app(settings: Settings) -> Iterator[FastAPI]:
     application = create_app(settings)
+    application.state.redis = fakeredis.FakeRedis()
     yield application
     database: Database = application.state.database
     database.dispose()
@@ -99,6 +105,12 @@ def http_client(app: FastAPI) -> httpx.AsyncClient:
     # the same app without a server (its lifespan does not run: the engine is
     # made on first use and disposed by the ``app`` fixture).
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC_URL)
+
+
+@pytest.fixture
+def drain(app: FastAPI) -> Drain:
+    """Apply the reports the receiver queued; how many."""
+    return report_applier(app).drain
 
 
 @pytest.fixture
@@ -140,20 +152,26 @@ async def test_healthz(client: httpx.AsyncClient) -> None:
 
 @pytest.mark.parametrize("key", [None, "", "wrong", "cb-secre", "cb-secret ", "clé"])
 async def test_brand_wrong_or_missing_key_is_403(
-    client: httpx.AsyncClient, session: Session, make_message: MakeMessage, key: str | None
+    client: httpx.AsyncClient,
+    session: Session,
+    make_message: MakeMessage,
+    key: str | None,
+    drain: Drain,
 ) -> None:
     message = make_message(provider="brand", status=S.SENT, provider_message_id="100")
     answer = await client.get("/dlr/brand", params=brand_query("100", key=key))
     assert (answer.status_code, answer.text) == (403, "Forbidden")
+    assert drain() == 0
     assert status_of(session, message) == S.SENT and events_of(session, message) == []
 
 
 async def test_brand_right_key_records_the_status(
-    client: httpx.AsyncClient, session: Session, make_message: MakeMessage
+    client: httpx.AsyncClient, session: Session, make_message: MakeMessage, drain: Drain
 ) -> None:
     message = make_message(provider="brand", status=S.SENT, provider_message_id="100")
     answer = await client.get("/dlr/brand", params=brand_query("100"))
     assert (answer.status_code, answer.text) == (200, "OK")
+    assert drain() == 1
     assert status_of(session, message) == S.DELIVERED
     [event] = events_of(session, message)
     assert event.source == EventSource.DLR
@@ -161,27 +179,30 @@ async def test_brand_right_key_records_the_status(
 
 
 async def test_the_vendor_php_example_callback(
-    client: httpx.AsyncClient, session: Session, make_message: MakeMessage
+    client: httpx.AsyncClient, session: Session, make_message: MakeMessage, drain: Drain
 ) -> None:
     # The query the vendor's PHP receiver reads, as a provider would send it.
     message = make_message(provider="brand", status=S.SENT, provider_message_id="5551234")
     url = "/dlr/brand?key=cb-secret&smsID=5551234&number=4917012345678&statusID=2"
     answer = await client.get(url + "&date=2026-02-01%2023%3A30%3A05")
     assert (answer.status_code, answer.text) == (200, "OK")
+    drain()
     assert status_of(session, message) == S.FAILED
 
 
 async def test_a_key_matches_only_its_own_accounts_messages(
-    client: httpx.AsyncClient, session: Session, make_message: MakeMessage
+    client: httpx.AsyncClient, session: Session, make_message: MakeMessage, drain: Drain
 ) -> None:
     message = make_message(provider="brand2", status=S.SENT, provider_message_id="200")
     before = unmatched("brand")
     assert (await client.get("/dlr/brand", params=brand_query("200"))).status_code == 200
+    drain()
     assert unmatched("brand") == before + 1
     assert status_of(session, message) == S.SENT
     assert (
         await client.get("/dlr/brand", params=brand_query("200", key="cb-other"))
     ).status_code == 200
+    drain()
     assert status_of(session, message) == S.DELIVERED
 
 
@@ -200,10 +221,11 @@ async def test_brand_missing_field_with_a_wrong_key_is_still_403(client: httpx.A
     assert (await client.get("/dlr/brand", params={"key": "wrong"})).status_code == 403
 
 
-async def test_brand_unknown_id_is_200_and_counted(client: httpx.AsyncClient) -> None:
+async def test_brand_unknown_id_is_200_and_counted(client: httpx.AsyncClient, drain: Drain) -> None:
     before = unmatched("brand")
     answer = await client.get("/dlr/brand", params=brand_query("never-sent"))
     assert (answer.status_code, answer.text) == (200, "OK")
+    drain()
     assert unmatched("brand") == before + 1
 
 
@@ -223,13 +245,14 @@ async def test_without_any_callback_key_every_brand_report_is_403(
 
 
 async def test_duplicate_and_late_reports_change_nothing(
-    client: httpx.AsyncClient, session: Session, make_message: MakeMessage
+    client: httpx.AsyncClient, session: Session, make_message: MakeMessage, drain: Drain
 ) -> None:
     message = make_message(provider="brand", status=S.SENT, provider_message_id="300")
     for status_id in ("1", "1", "0"):  # delivered, delivered again, a late "sent"
         assert (
             await client.get("/dlr/brand", params=brand_query("300", status_id))
         ).status_code == 200
+    drain()
     assert status_of(session, message) == S.DELIVERED
     assert [(e.status, e.applied) for e in events_of(session, message)] == [
         (S.DELIVERED, True),
@@ -244,6 +267,7 @@ async def test_the_callback_key_is_never_logged(
     make_message: MakeMessage,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
+    drain: Drain,
 ) -> None:
     # The test's own httpx client plays the provider; its request log is not ours.
     # (set_level also sets caplog's handler level, so the DEBUG call comes last.)
@@ -254,6 +278,7 @@ async def test_the_callback_key_is_never_logged(
     assert (await client.get("/dlr/brand", params=brand_query("400", key=wrong))).status_code == 403
     assert (await client.get("/dlr/brand", params=brand_query("400"))).status_code == 200
     assert (await client.get("/dlr/brand", params=brand_query("nope"))).status_code == 200
+    drain()
     out = capsys.readouterr()
     logged = caplog.text + out.out + out.err
     for event in ("dlr.forbidden", "dlr.recorded", "dlr.unmatched"):
@@ -296,23 +321,25 @@ def test_uvicorn_factory_builds_the_app(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 
 async def test_panelsms_vendor_example_body(
-    client: httpx.AsyncClient, session: Session, make_message: MakeMessage
+    client: httpx.AsyncClient, session: Session, make_message: MakeMessage, drain: Drain
 ) -> None:
     message = make_message(id="1234569", status=S.SENT)
     answer = await client.post("/dlr/panelsms", json=VENDOR_PANELSMS_BODY)
     assert (answer.status_code, answer.json()) == (200, {"success": True})
+    drain()
     assert status_of(session, message) == S.DELIVERED
     [event] = events_of(session, message)
     assert event.payload == VENDOR_PANELSMS_BODY
 
 
 async def test_panelsms_undelivered_keeps_the_code(
-    client: httpx.AsyncClient, session: Session, make_message: MakeMessage
+    client: httpx.AsyncClient, session: Session, make_message: MakeMessage, drain: Drain
 ) -> None:
     message = make_message(status=S.SENT)
     body = {**VENDOR_PANELSMS_BODY, "transactionId": message.id, "status": "undelivered"}
     body |= {"errorCode": 11, "errorDescription": "Destination barred"}
     assert (await client.post("/dlr/panelsms", json=body)).status_code == 200
+    drain()
     session.expire_all()
     stored = session.get(Message, message.id)
     assert stored is not None
@@ -363,26 +390,30 @@ async def test_panelsms_missing_field_is_422_naming_it(
     assert (answer.status_code, answer.json()) == (422, {"detail": f"{field}: missing"})
 
 
-async def test_panelsms_unknown_id_is_200_and_counted(client: httpx.AsyncClient) -> None:
+async def test_panelsms_unknown_id_is_200_and_counted(
+    client: httpx.AsyncClient, drain: Drain
+) -> None:
     before = unmatched("panelsms")
     answer = await client.post("/dlr/panelsms", json={**VENDOR_PANELSMS_BODY, "transactionId": "x"})
     assert (answer.status_code, answer.json()) == (200, {"success": True})
+    drain()
     assert unmatched("panelsms") == before + 1
 
 
 async def test_panelsms_matches_only_panelsms_accounts_messages(
-    client: httpx.AsyncClient, session: Session, make_message: MakeMessage
+    client: httpx.AsyncClient, session: Session, make_message: MakeMessage, drain: Drain
 ) -> None:
     message = make_message(provider="brand", status=S.SENT, provider_message_id="7")
     before = unmatched("panelsms")
     body = {**VENDOR_PANELSMS_BODY, "transactionId": message.id}
     assert (await client.post("/dlr/panelsms", json=body)).status_code == 200
+    drain()
     assert unmatched("panelsms") == before + 1
     assert status_of(session, message) == S.SENT
 
 
 async def test_panelsms_duplicate_is_idempotent(
-    client: httpx.AsyncClient, session: Session, make_message: MakeMessage
+    client: httpx.AsyncClient, session: Session, make_message: MakeMessage, drain: Drain
 ) -> None:
     message = make_message(status=S.SENT)
     body = {**VENDOR_PANELSMS_BODY, "transactionId": message.id}
@@ -390,6 +421,7 @@ async def test_panelsms_duplicate_is_idempotent(
         assert (await client.post("/dlr/panelsms", json=body)).status_code == 200
     late = {**body, "status": "sent"}
     assert (await client.post("/dlr/panelsms", json=late)).status_code == 200
+    drain()
     assert status_of(session, message) == S.DELIVERED
     assert [e.applied for e in events_of(session, message)] == [True, False, False]
 
@@ -398,7 +430,7 @@ async def test_panelsms_duplicate_is_idempotent(
 
 
 async def test_simulator_reports_end_delivered(
-    app: FastAPI, settings: Settings, session: Session, make_message: MakeMessage
+    app: FastAPI, settings: Settings, session: Session, make_message: MakeMessage, drain: Drain
 ) -> None:
     """Messages sent through the simulator by the real adapters; its reports
     (a "sent" first, then "delivered", concurrently) land in this app."""
@@ -437,6 +469,7 @@ async def test_simulator_reports_end_delivered(
         delivered = await DlrDispatcher(sim, receiver, backoff=0).dispatch_due()
     assert delivered == [True] * 12  # sent + delivered for each of 6 messages
     assert sim.stats()["dlr"] == {"pending": 0, "sent": 12, "failed": 0}
+    assert drain() == 12
     for message in panel_rows + brand_rows:
         assert status_of(session, message) == S.DELIVERED
         dlr = [e for e in events_of(session, message) if e.source == EventSource.DLR]
