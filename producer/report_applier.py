@@ -209,15 +209,21 @@ class ReportApplier:
     # --- the parts -----------------------------------------------------------
 
     def _ensure_group(self) -> None:
-        if self._group_ready:
-            return
+        if not self._group_ready:
+            self._create_group()
+
+    def _create_group(self) -> bool:
+        """Make the consumer group (and the stream); False if it was there."""
         try:
             # From the start of the stream: entries appended before the group was made count.
             self.client.xgroup_create(DLR_STREAM_KEY, DLR_STREAM_GROUP, id="0", mkstream=True)
+            created = True
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+            created = False
         self._group_ready = True
+        return created
 
     def _read(self, block: float) -> list[Entry]:
         self._ensure_group()
@@ -237,11 +243,12 @@ class ReportApplier:
                 count=self.batch,
                 block=block,
             )
-        except redis.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
+        except redis.ResponseError:
+            # NOGROUP: Redis lost the stream and group (restarted without
+            # persistence, or flushed). Make them again; any other error stands.
+            if not self._create_group():
                 raise
-            self._group_ready = False  # Redis lost it (restarted without persistence)
-            self._ensure_group()
+            log.warning("dlr.group_recreated", stream=DLR_STREAM_KEY)
             return []
         if not answer:
             return []

@@ -9,7 +9,10 @@ sent through it.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 import fakeredis
 import httpx
 import pytest
+import redis
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
@@ -28,15 +32,18 @@ from models.status import EventSource
 from models.status import MessageStatus as S
 from models.tables import Message, MessageEvent
 from producer.http.deps import Database
-from producer.http.dlr import report_applier
+from producer.http.dlr import RETRY_AFTER, report_applier
 from producer.http.redact import redact_query
+from producer.report_stream import FIELD
 from providers.base import Accepted, Outbound, Recipient
 from providers.registry import make_adapter
 from providers.simulator import DlrDispatcher, SimConfig, Simulator, mock_transport
 from smsq.api_app import create_app
+from smsq.core.names import DLR_STREAM_KEY
 from smsq.core.settings import Settings, get_settings
 
 MakeMessage = Callable[..., Message]
+CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"  # nothing listens: connection refused
 Drain = Callable[[], int]
 SECRET = "cb-secret"
 PUBLIC_URL = "http://smsq.test"
@@ -315,6 +322,68 @@ def test_uvicorn_factory_builds_the_app(monkeypatch: pytest.MonkeyPatch, tmp_pat
         assert app.state.settings.database_url.endswith("smsq.db")
     finally:
         get_settings.cache_clear()
+
+
+# --- the queue in Redis ------------------------------------------------------
+
+
+async def test_the_answer_comes_once_redis_holds_the_report(
+    app: FastAPI, client: httpx.AsyncClient, session: Session, make_message: MakeMessage
+) -> None:
+    message = make_message(provider="brand", status=S.SENT, provider_message_id="500")
+    answer = await client.get("/dlr/brand", params=brand_query("500"))
+    assert (answer.status_code, answer.text) == (200, "OK")
+    # Queued, not applied yet: the answer did not wait for the database.
+    [(_id, fields)] = app.state.redis.xrange(DLR_STREAM_KEY)
+    entry = json.loads(fields[FIELD])
+    assert entry["raw"] == brand_query("500", key=None) and entry["accounts"] == ["brand"]
+    assert SECRET not in fields[FIELD].decode()
+    assert status_of(session, message) == S.SENT
+    assert report_applier(app).drain() == 1
+    assert status_of(session, message) == S.DELIVERED
+    assert app.state.redis.xlen(DLR_STREAM_KEY) == 0
+
+
+@pytest.mark.parametrize("adapter", ["brand", "panelsms"])
+async def test_without_redis_a_report_is_503_with_retry_after(
+    app: FastAPI, client: httpx.AsyncClient, adapter: str
+) -> None:
+    app.state.redis = redis.Redis.from_url(
+        CLOSED_PORT_REDIS, socket_connect_timeout=0.5, socket_timeout=0.5
+    )
+    started = time.monotonic()
+    if adapter == "brand":
+        answer = await client.get("/dlr/brand", params=brand_query("600"))
+    else:
+        answer = await client.post("/dlr/panelsms", json=VENDOR_PANELSMS_BODY)
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == str(RETRY_AFTER)
+    assert "Redis unavailable" in answer.json()["detail"]
+    assert time.monotonic() - started < 3  # refused at once, never a hang
+    # The checks still come first: a wrong key is 403 whatever Redis does.
+    assert (await client.get("/dlr/brand", params={"key": "wrong"})).status_code == 403
+
+
+async def test_the_served_app_applies_reports_itself(
+    real_redis_url: str, settings: Settings, session: Session, make_message: MakeMessage
+) -> None:
+    """Its lifespan runs the applier thread: nobody drains by hand here."""
+    store = redis.Redis.from_url(real_redis_url)
+    store.delete(DLR_STREAM_KEY)
+    app = create_app(settings.model_copy(update={"redis_url": real_redis_url}))
+    message = make_message(status=S.SENT)
+    body = {**VENDOR_PANELSMS_BODY, "transactionId": message.id}
+    try:
+        async with app.router.lifespan_context(app), http_client(app) as client:
+            assert (await client.post("/dlr/panelsms", json=body)).status_code == 200
+            deadline = time.monotonic() + 10
+            while status_of(session, message) != S.DELIVERED and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        assert status_of(session, message) == S.DELIVERED
+        assert store.xlen(DLR_STREAM_KEY) == 0
+    finally:
+        store.delete(DLR_STREAM_KEY)
+        store.close()
 
 
 # --- panelsms ----------------------------------------------------------------
