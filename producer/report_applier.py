@@ -14,14 +14,14 @@ Decisions:
 - **Acknowledged after the commit, never before.** An entry is ``XACK``-ed
   and ``XDEL``-eted once the transaction holding it committed, so the stream
   holds only what is not applied yet.
-- **A database outage loses nothing.** If the batch fails for a reason of
-  the database's (it is unreachable, restarting, a deadlock: SQLAlchemy's
-  ``OperationalError``/``InterfaceError``, a pool timeout), the entries stay
-  pending and the batch is read again after a backoff of 0.2 s, doubling up
-  to 5 s. Any other error is a report the database refuses on its own: the
-  batch is retried one report at a time, and a report refused
-  :data:`MAX_REFUSALS` times is dropped with an error log
-  (``dlr.dropped``) rather than blocking the stream.
+- **A database outage loses nothing.** If the batch fails (the database is
+  unreachable, restarting, deadlocked, not migrated yet, or anything else
+  but a refused value), the entries stay pending and the batch is read again
+  after a backoff of 0.2 s, doubling up to 5 s, for as long as it takes: the
+  backlog metrics show it. Only a report the database refuses by its value
+  (``DataError``/``IntegrityError``: the batch is then retried one report at
+  a time to find it) is given up, after :data:`MAX_REFUSALS` refusals, with
+  an error log (``dlr.dropped``), rather than blocking the stream.
 - **A dead applier's entries are taken over.** Entries pending for
   :data:`CLAIM_IDLE` seconds (their applier died between reading and
   acknowledging) are claimed (``XAUTOCLAIM``) by another applier.
@@ -50,8 +50,7 @@ from typing import Any
 
 import redis
 import structlog
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from models.ledger.reports import ReportResult, ReportToRecord, record_reports
@@ -69,14 +68,17 @@ BACKOFF_FIRST = 0.2  # seconds before reading a failed batch again, doubling...
 BACKOFF_CAP = 5.0  # ...up to this
 MAX_REFUSALS = 5  # times the database may refuse one report before it is dropped
 
-# The database is away (or briefly in the way: a deadlock), not the report.
-DATABASE_AWAY = (OperationalError, InterfaceError, PoolTimeoutError)
+# The database refuses the report itself (a value it cannot store): retrying
+# the same report cannot help. Any other failure is the database's (or ours):
+# the report is kept.
+REFUSED = (DataError, IntegrityError)
 
 Entry = tuple[bytes, dict[bytes, bytes] | None]
 
 
 class DatabaseAway(Exception):
-    """The batch could not be written for the database's sake; its entries stay pending."""
+    """The batch could not be written (the database is away, or in the way); its
+    entries stay pending."""
 
 
 class ReportApplier:
@@ -264,19 +266,17 @@ class ReportApplier:
                     results: list[ReportResult | Exception] = record_reports(
                         session, records, isolate_errors=False
                     )
-                except DATABASE_AWAY:
-                    raise
-                except Exception:
-                    # Not the database's fault: find the report it refuses.
+                except REFUSED:
+                    # One report the database will not take: find it.
                     results = record_reports(session, records)
-        except DATABASE_AWAY as exc:
+        except Exception as exc:
             self._own_pending = True
             raise DatabaseAway(_describe(exc)) from exc
         done: list[bytes] = []
         away: Exception | None = None
         for (entry_id, item), result in zip(items, results, strict=True):
             if isinstance(result, Exception):
-                if isinstance(result, DATABASE_AWAY):
+                if not isinstance(result, REFUSED):
                     away = result
                 elif self._refused(entry_id, item, result):
                     done.append(entry_id)

@@ -18,12 +18,13 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.ledger.reports import ReportToRecord, record_reports
 from models.status import MessageStatus as S
 from models.tables import Message, MessageEvent
+from producer import report_applier
 from producer.report_applier import DatabaseAway, ReportApplier
 from producer.report_stream import append_reports, decode, received_at
 from providers.panelsms.reports import parse_report
@@ -235,3 +236,52 @@ def test_the_backlog_is_measured(
     applier.drain()
     assert REGISTRY.get_sample_value("smsq_dlr_backlog") == 0
     assert REGISTRY.get_sample_value("smsq_dlr_backlog_age_seconds") == 0
+
+
+def test_only_a_report_the_database_refuses_by_its_value_is_given_up(
+    redis_client: redis.Redis,
+    sessions: sessionmaker[Session],
+    session: Session,
+    make_message: MakeMessage,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    poison, good = make_message(status=S.SENT), make_message(status=S.SENT)
+    refused = DataError("INSERT", {}, ValueError("value too long"))
+
+    def record(session: Session, items: list[ReportToRecord], **kw: Any) -> list[Any]:
+        if any(i.report.message_id == poison.id for i in items):
+            if kw.get("isolate_errors", True) is False:
+                raise refused
+            return [
+                refused if i.report.message_id == poison.id else record(session, [i])[0]
+                for i in items
+            ]
+        return record_reports(session, items)
+
+    monkeypatch.setattr(report_applier, "record_reports", record)
+    append_reports(redis_client, [report_for(poison), report_for(good)])
+    applier = ReportApplier(redis_client, sessions)
+    assert applier.apply_batch() == 1  # the good one; the other is kept for another try
+    assert statuses(session, [poison, good]) == [S.SENT, S.DELIVERED]
+    assert [applier.apply_batch() for _ in range(report_applier.MAX_REFUSALS - 1)] == [0, 0, 0, 1]
+    assert redis_client.xlen(DLR_STREAM_KEY) == 0
+    assert "dlr.dropped" in caplog.text
+
+
+def test_any_other_failure_keeps_the_reports(
+    redis_client: redis.Redis,
+    sessions: sessionmaker[Session],
+    make_message: MakeMessage,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def not_migrated(session: Session, items: list[ReportToRecord], **kw: Any) -> list[Any]:
+        raise ProgrammingError("SELECT", {}, Exception('relation "messages" does not exist'))
+
+    monkeypatch.setattr(report_applier, "record_reports", not_migrated)
+    append_reports(redis_client, [report_for(make_message(status=S.SENT))])
+    applier = ReportApplier(redis_client, sessions)
+    for _ in range(report_applier.MAX_REFUSALS * 2):
+        with pytest.raises(DatabaseAway, match="does not exist"):
+            applier.apply_batch()
+    assert redis_client.xlen(DLR_STREAM_KEY) == 1 and pending(redis_client) == 1
