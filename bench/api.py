@@ -99,7 +99,11 @@ class Bench(Stack):
             ],
             "api",
         )
-        self.wait_http(f"{self.base}/healthz")
+        try:
+            self.wait_http(f"{self.base}/healthz")
+        except BaseException:
+            self.stop()  # an API that started late must not live on, applying reports
+            raise
         assert server.poll() is None
         self.server = server
 
