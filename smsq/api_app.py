@@ -13,7 +13,9 @@ Around the routes, outermost first: request metrics, request limits
 POSTs under ``/v1/`` (:mod:`producer.http.idempotency`). Every error answer
 has one JSON shape (:mod:`producer.http.errors`). The app's resources (engine,
 producer, Redis clients) are made on first use and closed at shutdown
-(:func:`close_app_resources`).
+(:func:`close_app_resources`). While the app is served (its lifespan), a
+thread applies the delivery reports the receiver queued in Redis to the
+database (:mod:`producer.report_applier`).
 """
 
 from __future__ import annotations
@@ -53,9 +55,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Reports only arrive here, so every API process applies them too
+        # (one consumer group: any number of processes share the stream).
+        stop_applier = dlr.start_report_applier(app)
         try:
             yield
         finally:
+            stop_applier()
             close_app_resources(app)
 
     app = FastAPI(title="smsq", lifespan=lifespan)
@@ -65,12 +71,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestLimits, settings=settings)
     app.add_middleware(metrics.RequestMetrics)  # outermost: it times the 413s too
+    # Routes are matched in order: delivery reports, the busiest, come first.
+    app.include_router(dlr.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(messages.router)
     app.include_router(campaigns.router)
     app.include_router(stoplist.router)
-    app.include_router(dlr.router)
     app.include_router(panelsms_dropin.router)
     app.include_router(http_fleet.router)
 

@@ -95,10 +95,12 @@ class ReportToRecord:
     report: DeliveryReport
     raw: dict[str, Any]
     accounts: Collection[str] | None
+    # When we received it (a queued report is applied later); None: now.
+    received_at: dt.datetime | None = None
 
 
 def record_reports(
-    session: Session, items: Sequence[ReportToRecord]
+    session: Session, items: Sequence[ReportToRecord], *, isolate_errors: bool = True
 ) -> list[ReportResult | Exception]:
     """Record many reports in one transaction; a result or an error per item, in order.
 
@@ -109,7 +111,10 @@ def record_reports(
     exactly as one :func:`record_report` after the other would. If the batch
     fails as a whole (a deadlock with a worker's write, a row that cannot be
     stored), it is rolled back and every report is recorded on its own, so
-    one bad report costs only itself.
+    one bad report costs only itself. With ``isolate_errors=False`` the
+    batch's error is raised instead (after the rollback): a caller that can
+    tell a database outage from a bad report (the report queue's consumer)
+    then decides, rather than paying one failed connection per report.
     """
     try:
         results: list[ReportResult | Exception] = list(_apply(session, items, keep_orphans=True))
@@ -117,12 +122,14 @@ def record_reports(
         return results
     except Exception:
         session.rollback()
+        if not isolate_errors:
+            raise
     results = []
     for item in items:
         try:
-            results.append(
-                record_report(session, item.report, raw=item.raw, accounts=item.accounts)
-            )
+            (result,) = _apply(session, [item], keep_orphans=True)
+            session.commit()
+            results.append(result)
         except Exception as exc:
             session.rollback()
             results.append(exc)
@@ -148,7 +155,7 @@ def _apply(
     session: Session, items: Sequence[ReportToRecord], *, keep_orphans: bool
 ) -> list[ReportResult]:
     """Apply the reports in order; write the changed rows, events and orphans. No commit."""
-    now = utcnow()
+    batch_now = utcnow()
     found = _MessagesOf(session, [item.report for item in items])
     results: list[ReportResult] = []
     events: list[dict[str, Any]] = []
@@ -156,6 +163,7 @@ def _apply(
     changed_rows: dict[str, dict[str, Any]] = {}
     for item in items:
         report = item.report
+        now = item.received_at or batch_now
         if not _can_match(report, item.accounts):
             results.append(ReportResult(matched=False, changed=False))
             continue

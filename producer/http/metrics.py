@@ -12,8 +12,11 @@ Keep it reachable from the monitoring network only, as the delivery-report
 URLs.
 
 Requests are measured by :class:`RequestMetrics`, an ASGI middleware the
-app adds; delivery reports by the receiver (:mod:`producer.http.dlr`)
-through :func:`observe_report`.
+app adds; delivery reports when they are applied to the database, by the
+report applier (:mod:`producer.report_applier`) through :func:`observe_report`,
+which also keeps the backlog of reports received but not applied yet
+(:func:`observe_backlog`: every API process runs an applier and reads the
+same stream, so the most recent value of any live process is the answer).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -56,6 +60,16 @@ DLR_LAG = Histogram(
     "(first report of a final status only; duplicates are not observed)",
     ["provider", "status"],
     buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600),
+)
+DLR_BACKLOG = Gauge(
+    "smsq_dlr_backlog",
+    "Delivery reports received (answered 2xx) and waiting in Redis to be applied",
+    multiprocess_mode="livemostrecent",
+)
+DLR_BACKLOG_AGE = Gauge(
+    "smsq_dlr_backlog_age_seconds",
+    "Age of the oldest delivery report waiting to be applied (0: none waits)",
+    multiprocess_mode="livemostrecent",
 )
 HTTP_REQUESTS = Counter(
     "smsq_http_requests",  # exported as smsq_http_requests_total
@@ -90,6 +104,12 @@ def observe_report(adapter: str, result: ReportResult, *, now: dt.datetime | Non
             sent_at = sent_at.replace(tzinfo=dt.UTC)
         lag = ((now or dt.datetime.now(dt.UTC)) - sent_at).total_seconds()
         DLR_LAG.labels(provider=provider, status=status).observe(max(0.0, lag))
+
+
+def observe_backlog(depth: int, oldest_age: float) -> None:
+    """Reports waiting in the stream, and the age in seconds of the oldest (0 when none)."""
+    DLR_BACKLOG.set(depth)
+    DLR_BACKLOG_AGE.set(oldest_age if depth else 0.0)
 
 
 def exposition_registry() -> CollectorRegistry:

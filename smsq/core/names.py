@@ -95,3 +95,11 @@ def on_wire_key(token: str) -> str:
     """The ids of one claim that may have reached the provider (a set, written
     before each request goes out; deleted once the claim's outcomes are stored)."""
     return f"{REDIS_PREFIX}on-wire:{token}"
+
+# Delivery reports the receiver accepted, waiting to be applied to the database
+# (a stream: ``producer.report_stream``). The receiver answers the provider once
+# its report is here, so a database outage loses no report; the API's report
+# applier (``producer.report_applier``) reads it as one consumer group, so any
+# number of API processes share the work and an entry is deleted once applied.
+DLR_STREAM_KEY = f"{REDIS_PREFIX}dlr-stream"
+DLR_STREAM_GROUP = "report-appliers"

@@ -6,7 +6,8 @@ What a fleet runs as separate processes runs here as threads:
   account, one for the brand account, as two providers are two hosts (a
   rate limit or an outage of one leaves the other alone); both send
   delivery reports back to us;
-- the HTTP API (uvicorn, a free port), for the delivery-report receiver;
+- the HTTP API (uvicorn, a free port), for the delivery-report receiver,
+  with its report applier (a thread that records the queued reports);
 - Celery workers (thread pools) on an in-process broker
   (kombu's ``memory://``): one on ``otp,transactional``, one on ``campaign``,
   so an OTP never waits behind a campaign batch, as in production;
@@ -142,28 +143,6 @@ def _toml_value(value: Any) -> str:
     return f'"{escaped}"'
 
 
-def _without_lifespan(app: Any) -> Any:
-    """The app for HTTP only; the stack closes its resources itself.
-
-    The API's middleware assumes an HTTP scope (``producer.http.idempotency``
-    reads ``scope["path"]``), so its lifespan startup fails under uvicorn's
-    ``lifespan="on"``; answering the lifespan messages here sidesteps that.
-    """
-
-    async def asgi(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "lifespan":
-            await app(scope, receive, send)
-            return
-        while True:
-            message = await receive()
-            kind = message["type"].removeprefix("lifespan.")
-            await send({"type": f"lifespan.{kind}.complete"})
-            if kind == "shutdown":
-                return
-
-    return asgi
-
-
 class WorkerThread:
     """A Celery worker consuming ``queues``, its consumer in a thread of its own.
 
@@ -293,7 +272,9 @@ class EmbeddedStack:
         from smsq.api_app import close_app_resources, create_app
 
         app = create_app(Settings(**ours))
-        api = ServerThread(_without_lifespan(app)).start()
+        # Served with its lifespan: that runs the report applier, which moves
+        # the delivery reports the receiver queued in Redis into the database.
+        api = ServerThread(app).start()
         self._exit.callback(close_app_resources, app)
         self._exit.callback(api.stop)
         self.api_url = api.url

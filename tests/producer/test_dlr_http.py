@@ -1,19 +1,26 @@
 """The delivery-report receiver over HTTP, on SQLite and PostgreSQL.
 
 The app is built from real settings (a providers file with a brand callback
-key); the last test feeds it the simulator's own reports for messages the
-adapters sent through it.
+key) on an in-memory Redis, where the receiver queues the reports; ``drain()``
+applies the queued reports to the database as the app's applier thread would.
+The last test feeds it the simulator's own reports for messages the adapters
+sent through it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import fakeredis
 import httpx
 import pytest
+import redis
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
@@ -25,14 +32,19 @@ from models.status import EventSource
 from models.status import MessageStatus as S
 from models.tables import Message, MessageEvent
 from producer.http.deps import Database
+from producer.http.dlr import RETRY_AFTER, report_applier
 from producer.http.redact import redact_query
+from producer.report_stream import FIELD
 from providers.base import Accepted, Outbound, Recipient
 from providers.registry import make_adapter
 from providers.simulator import DlrDispatcher, SimConfig, Simulator, mock_transport
 from smsq.api_app import create_app
+from smsq.core.names import DLR_STREAM_KEY
 from smsq.core.settings import Settings, get_settings
 
 MakeMessage = Callable[..., Message]
+CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"  # nothing listens: connection refused
+Drain = Callable[[], int]
 SECRET = "cb-secret"
 PUBLIC_URL = "http://smsq.test"
 
@@ -89,6 +101,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 @pytest.fixture
 def app(settings: Settings) -> Iterator[FastAPI]:
     application = create_app(settings)
+    application.state.redis = fakeredis.FakeRedis()
     yield application
     database: Database = application.state.database
     database.dispose()
@@ -99,6 +112,12 @@ def http_client(app: FastAPI) -> httpx.AsyncClient:
     # the same app without a server (its lifespan does not run: the engine is
     # made on first use and disposed by the ``app`` fixture).
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC_URL)
+
+
+@pytest.fixture
+def drain(app: FastAPI) -> Drain:
+    """Apply the reports the receiver queued; how many."""
+    return report_applier(app).drain
 
 
 @pytest.fixture
@@ -140,20 +159,26 @@ async def test_healthz(client: httpx.AsyncClient) -> None:
 
 @pytest.mark.parametrize("key", [None, "", "wrong", "cb-secre", "cb-secret ", "clé"])
 async def test_brand_wrong_or_missing_key_is_403(
-    client: httpx.AsyncClient, session: Session, make_message: MakeMessage, key: str | None
+    client: httpx.AsyncClient,
+    session: Session,
+    make_message: MakeMessage,
+    key: str | None,
+    drain: Drain,
 ) -> None:
     message = make_message(provider="brand", status=S.SENT, provider_message_id="100")
     answer = await client.get("/dlr/brand", params=brand_query("100", key=key))
     assert (answer.status_code, answer.text) == (403, "Forbidden")
+    assert drain() == 0
     assert status_of(session, message) == S.SENT and events_of(session, message) == []
 
 
 async def test_brand_right_key_records_the_status(
-    client: httpx.AsyncClient, session: Session, make_message: MakeMessage
+    client: httpx.AsyncClient, session: Session, make_message: MakeMessage, drain: Drain
 ) -> None:
     message = make_message(provider="brand", status=S.SENT, provider_message_id="100")
     answer = await client.get("/dlr/brand", params=brand_query("100"))
     assert (answer.status_code, answer.text) == (200, "OK")
+    assert drain() == 1
     assert status_of(session, message) == S.DELIVERED
     [event] = events_of(session, message)
     assert event.source == EventSource.DLR
@@ -161,27 +186,30 @@ async def test_brand_right_key_records_the_status(
 
 
 async def test_the_vendor_php_example_callback(
-    client: httpx.AsyncClient, session: Session, make_message: MakeMessage
+    client: httpx.AsyncClient, session: Session, make_message: MakeMessage, drain: Drain
 ) -> None:
     # The query the vendor's PHP receiver reads, as a provider would send it.
     message = make_message(provider="brand", status=S.SENT, provider_message_id="5551234")
     url = "/dlr/brand?key=cb-secret&smsID=5551234&number=4917012345678&statusID=2"
     answer = await client.get(url + "&date=2026-02-01%2023%3A30%3A05")
     assert (answer.status_code, answer.text) == (200, "OK")
+    drain()
     assert status_of(session, message) == S.FAILED
 
 
 async def test_a_key_matches_only_its_own_accounts_messages(
-    client: httpx.AsyncClient, session: Session, make_message: MakeMessage
+    client: httpx.AsyncClient, session: Session, make_message: MakeMessage, drain: Drain
 ) -> None:
     message = make_message(provider="brand2", status=S.SENT, provider_message_id="200")
     before = unmatched("brand")
     assert (await client.get("/dlr/brand", params=brand_query("200"))).status_code == 200
+    drain()
     assert unmatched("brand") == before + 1
     assert status_of(session, message) == S.SENT
     assert (
         await client.get("/dlr/brand", params=brand_query("200", key="cb-other"))
     ).status_code == 200
+    drain()
     assert status_of(session, message) == S.DELIVERED
 
 
@@ -200,10 +228,11 @@ async def test_brand_missing_field_with_a_wrong_key_is_still_403(client: httpx.A
     assert (await client.get("/dlr/brand", params={"key": "wrong"})).status_code == 403
 
 
-async def test_brand_unknown_id_is_200_and_counted(client: httpx.AsyncClient) -> None:
+async def test_brand_unknown_id_is_200_and_counted(client: httpx.AsyncClient, drain: Drain) -> None:
     before = unmatched("brand")
     answer = await client.get("/dlr/brand", params=brand_query("never-sent"))
     assert (answer.status_code, answer.text) == (200, "OK")
+    drain()
     assert unmatched("brand") == before + 1
 
 
@@ -223,13 +252,14 @@ async def test_without_any_callback_key_every_brand_report_is_403(
 
 
 async def test_duplicate_and_late_reports_change_nothing(
-    client: httpx.AsyncClient, session: Session, make_message: MakeMessage
+    client: httpx.AsyncClient, session: Session, make_message: MakeMessage, drain: Drain
 ) -> None:
     message = make_message(provider="brand", status=S.SENT, provider_message_id="300")
     for status_id in ("1", "1", "0"):  # delivered, delivered again, a late "sent"
         assert (
             await client.get("/dlr/brand", params=brand_query("300", status_id))
         ).status_code == 200
+    drain()
     assert status_of(session, message) == S.DELIVERED
     assert [(e.status, e.applied) for e in events_of(session, message)] == [
         (S.DELIVERED, True),
@@ -244,6 +274,7 @@ async def test_the_callback_key_is_never_logged(
     make_message: MakeMessage,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
+    drain: Drain,
 ) -> None:
     # The test's own httpx client plays the provider; its request log is not ours.
     # (set_level also sets caplog's handler level, so the DEBUG call comes last.)
@@ -254,6 +285,7 @@ async def test_the_callback_key_is_never_logged(
     assert (await client.get("/dlr/brand", params=brand_query("400", key=wrong))).status_code == 403
     assert (await client.get("/dlr/brand", params=brand_query("400"))).status_code == 200
     assert (await client.get("/dlr/brand", params=brand_query("nope"))).status_code == 200
+    drain()
     out = capsys.readouterr()
     logged = caplog.text + out.out + out.err
     for event in ("dlr.forbidden", "dlr.recorded", "dlr.unmatched"):
@@ -292,27 +324,91 @@ def test_uvicorn_factory_builds_the_app(monkeypatch: pytest.MonkeyPatch, tmp_pat
         get_settings.cache_clear()
 
 
+# --- the queue in Redis ------------------------------------------------------
+
+
+async def test_the_answer_comes_once_redis_holds_the_report(
+    app: FastAPI, client: httpx.AsyncClient, session: Session, make_message: MakeMessage
+) -> None:
+    message = make_message(provider="brand", status=S.SENT, provider_message_id="500")
+    answer = await client.get("/dlr/brand", params=brand_query("500"))
+    assert (answer.status_code, answer.text) == (200, "OK")
+    # Queued, not applied yet: the answer did not wait for the database.
+    [(_id, fields)] = app.state.redis.xrange(DLR_STREAM_KEY)
+    entry = json.loads(fields[FIELD])
+    assert entry["raw"] == brand_query("500", key=None) and entry["accounts"] == ["brand"]
+    assert SECRET not in fields[FIELD].decode()
+    assert status_of(session, message) == S.SENT
+    assert report_applier(app).drain() == 1
+    assert status_of(session, message) == S.DELIVERED
+    assert app.state.redis.xlen(DLR_STREAM_KEY) == 0
+
+
+@pytest.mark.parametrize("adapter", ["brand", "panelsms"])
+async def test_without_redis_a_report_is_503_with_retry_after(
+    app: FastAPI, client: httpx.AsyncClient, adapter: str
+) -> None:
+    app.state.redis = redis.Redis.from_url(
+        CLOSED_PORT_REDIS, socket_connect_timeout=0.5, socket_timeout=0.5
+    )
+    started = time.monotonic()
+    if adapter == "brand":
+        answer = await client.get("/dlr/brand", params=brand_query("600"))
+    else:
+        answer = await client.post("/dlr/panelsms", json=VENDOR_PANELSMS_BODY)
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == str(RETRY_AFTER)
+    assert "Redis unavailable" in answer.json()["detail"]
+    assert time.monotonic() - started < 3  # refused at once, never a hang
+    # The checks still come first: a wrong key is 403 whatever Redis does.
+    assert (await client.get("/dlr/brand", params={"key": "wrong"})).status_code == 403
+
+
+async def test_the_served_app_applies_reports_itself(
+    real_redis_url: str, settings: Settings, session: Session, make_message: MakeMessage
+) -> None:
+    """Its lifespan runs the applier thread: nobody drains by hand here."""
+    store = redis.Redis.from_url(real_redis_url)
+    store.delete(DLR_STREAM_KEY)
+    app = create_app(settings.model_copy(update={"redis_url": real_redis_url}))
+    message = make_message(status=S.SENT)
+    body = {**VENDOR_PANELSMS_BODY, "transactionId": message.id}
+    try:
+        async with app.router.lifespan_context(app), http_client(app) as client:
+            assert (await client.post("/dlr/panelsms", json=body)).status_code == 200
+            deadline = time.monotonic() + 10
+            while status_of(session, message) != S.DELIVERED and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        assert status_of(session, message) == S.DELIVERED
+        assert store.xlen(DLR_STREAM_KEY) == 0
+    finally:
+        store.delete(DLR_STREAM_KEY)
+        store.close()
+
+
 # --- panelsms ----------------------------------------------------------------
 
 
 async def test_panelsms_vendor_example_body(
-    client: httpx.AsyncClient, session: Session, make_message: MakeMessage
+    client: httpx.AsyncClient, session: Session, make_message: MakeMessage, drain: Drain
 ) -> None:
     message = make_message(id="1234569", status=S.SENT)
     answer = await client.post("/dlr/panelsms", json=VENDOR_PANELSMS_BODY)
     assert (answer.status_code, answer.json()) == (200, {"success": True})
+    drain()
     assert status_of(session, message) == S.DELIVERED
     [event] = events_of(session, message)
     assert event.payload == VENDOR_PANELSMS_BODY
 
 
 async def test_panelsms_undelivered_keeps_the_code(
-    client: httpx.AsyncClient, session: Session, make_message: MakeMessage
+    client: httpx.AsyncClient, session: Session, make_message: MakeMessage, drain: Drain
 ) -> None:
     message = make_message(status=S.SENT)
     body = {**VENDOR_PANELSMS_BODY, "transactionId": message.id, "status": "undelivered"}
     body |= {"errorCode": 11, "errorDescription": "Destination barred"}
     assert (await client.post("/dlr/panelsms", json=body)).status_code == 200
+    drain()
     session.expire_all()
     stored = session.get(Message, message.id)
     assert stored is not None
@@ -363,26 +459,30 @@ async def test_panelsms_missing_field_is_422_naming_it(
     assert (answer.status_code, answer.json()) == (422, {"detail": f"{field}: missing"})
 
 
-async def test_panelsms_unknown_id_is_200_and_counted(client: httpx.AsyncClient) -> None:
+async def test_panelsms_unknown_id_is_200_and_counted(
+    client: httpx.AsyncClient, drain: Drain
+) -> None:
     before = unmatched("panelsms")
     answer = await client.post("/dlr/panelsms", json={**VENDOR_PANELSMS_BODY, "transactionId": "x"})
     assert (answer.status_code, answer.json()) == (200, {"success": True})
+    drain()
     assert unmatched("panelsms") == before + 1
 
 
 async def test_panelsms_matches_only_panelsms_accounts_messages(
-    client: httpx.AsyncClient, session: Session, make_message: MakeMessage
+    client: httpx.AsyncClient, session: Session, make_message: MakeMessage, drain: Drain
 ) -> None:
     message = make_message(provider="brand", status=S.SENT, provider_message_id="7")
     before = unmatched("panelsms")
     body = {**VENDOR_PANELSMS_BODY, "transactionId": message.id}
     assert (await client.post("/dlr/panelsms", json=body)).status_code == 200
+    drain()
     assert unmatched("panelsms") == before + 1
     assert status_of(session, message) == S.SENT
 
 
 async def test_panelsms_duplicate_is_idempotent(
-    client: httpx.AsyncClient, session: Session, make_message: MakeMessage
+    client: httpx.AsyncClient, session: Session, make_message: MakeMessage, drain: Drain
 ) -> None:
     message = make_message(status=S.SENT)
     body = {**VENDOR_PANELSMS_BODY, "transactionId": message.id}
@@ -390,6 +490,7 @@ async def test_panelsms_duplicate_is_idempotent(
         assert (await client.post("/dlr/panelsms", json=body)).status_code == 200
     late = {**body, "status": "sent"}
     assert (await client.post("/dlr/panelsms", json=late)).status_code == 200
+    drain()
     assert status_of(session, message) == S.DELIVERED
     assert [e.applied for e in events_of(session, message)] == [True, False, False]
 
@@ -398,7 +499,7 @@ async def test_panelsms_duplicate_is_idempotent(
 
 
 async def test_simulator_reports_end_delivered(
-    app: FastAPI, settings: Settings, session: Session, make_message: MakeMessage
+    app: FastAPI, settings: Settings, session: Session, make_message: MakeMessage, drain: Drain
 ) -> None:
     """Messages sent through the simulator by the real adapters; its reports
     (a "sent" first, then "delivered", concurrently) land in this app."""
@@ -437,6 +538,7 @@ async def test_simulator_reports_end_delivered(
         delivered = await DlrDispatcher(sim, receiver, backoff=0).dispatch_due()
     assert delivered == [True] * 12  # sent + delivered for each of 6 messages
     assert sim.stats()["dlr"] == {"pending": 0, "sent": 12, "failed": 0}
+    assert drain() == 12
     for message in panel_rows + brand_rows:
         assert status_of(session, message) == S.DELIVERED
         dlr = [e for e in events_of(session, message) if e.source == EventSource.DLR]

@@ -319,3 +319,49 @@ def test_a_report_that_cannot_be_written_fails_alone(
     assert isinstance(results[0], ReportResult) and results[0].status == S.DELIVERED
     assert isinstance(results[1], Exception)
     assert row(session, good).status == S.DELIVERED
+
+
+def test_a_queued_report_carries_the_time_it_was_received(
+    session: Session, make_message: MakeMessage
+) -> None:
+    message = make_message(provider="panel", status=S.SENT)
+    received = dt.datetime(2026, 2, 1, 12, 0, 5, tzinfo=dt.UTC)
+    item = ReportToRecord(*panelsms(message.id, "delivered"), ["panel"], received_at=received)
+    record_reports(session, [item])
+    stored = row(session, message)
+    assert (stored.finished_at, stored.updated_at) == (received, received)
+    assert [e.created_at for e in events(session, message)] == [received]
+
+
+def test_a_batch_error_is_raised_when_not_isolated(
+    session: Session, make_message: MakeMessage
+) -> None:
+    good = make_message(provider="panel", status=S.SENT)
+    report, _raw = panelsms(good.id, "delivered")
+    items = [
+        ReportToRecord(*panelsms(good.id, "delivered"), ["panel"]),
+        ReportToRecord(report, {"payload": object()}, ["panel"]),
+    ]
+    with pytest.raises(Exception, match="JSON serializable"):
+        record_reports(session, items, isolate_errors=False)
+    assert row(session, good).status == S.SENT  # rolled back as a whole
+    assert events(session, good) == []
+
+
+def test_a_report_applied_twice_changes_nothing_on_its_message(
+    session: Session, make_message: MakeMessage
+) -> None:
+    # A queued report applied, and applied again by an applier that took it
+    # over before the first could acknowledge it.
+    message = make_message(provider="panel", status=S.SENT)
+    item = ReportToRecord(*panelsms(message.id, "undelivered", 11, "barred"), ["panel"])
+    columns = [c.key for c in Message.__table__.columns]
+
+    record_reports(session, [item])
+    once = {c: getattr(row(session, message), c) for c in columns}
+    [result] = record_reports(session, [item])
+    twice = {c: getattr(row(session, message), c) for c in columns}
+
+    assert isinstance(result, ReportResult) and not result.changed
+    assert once == twice and once["status"] == S.UNDELIVERED and once["error_code"] == 11
+    assert [e.applied for e in events(session, message)] == [True, False]

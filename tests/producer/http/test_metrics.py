@@ -25,6 +25,7 @@ from models.reports import DeliveryReport
 from models.status import MessageStatus as S
 from models.tables import Message
 from producer.http import metrics
+from producer.http.dlr import report_applier
 
 
 def value(name: str, **labels: str) -> float:
@@ -77,8 +78,10 @@ async def test_requests_are_counted_by_route_template(client: httpx.AsyncClient)
 
 
 async def test_a_delivery_report_shows_its_lag_since_the_send(
-    client: httpx.AsyncClient, make_message: Callable[..., Message]
+    app: FastAPI, client: httpx.AsyncClient, make_message: Callable[..., Message]
 ) -> None:
+    # Counted when applied: by the app's applier, drained here (report_applier).
+    drain = report_applier(app).drain
     sent_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30)
     message = make_message(status=S.SENT, sent_at=sent_at, provider_message_id=None)
     labels = {"provider": "panel", "status": "delivered"}
@@ -89,18 +92,34 @@ async def test_a_delivery_report_shows_its_lag_since_the_send(
     )
     body = {"transactionId": message.id, "status": "delivered"}
     assert (await client.post("/dlr/panelsms", json=body)).status_code == 200
+    assert drain() == 1
     assert value("smsq_delivery_reports_total", **labels) - reports == 1
     assert value("smsq_dlr_lag_seconds_count", **labels) - lags == 1
     assert 29 <= value("smsq_dlr_lag_seconds_sum", **labels) - lag_sum < 60
 
     # The provider repeats itself: the message was counted once.
     assert (await client.post("/dlr/panelsms", json=body)).status_code == 200
+    assert drain() == 1
     assert value("smsq_dlr_lag_seconds_count", **labels) - lags == 1
 
     unmatched = value("smsq_dlr_unmatched_total", adapter="panelsms")
     stranger = {"transactionId": "not-ours", "status": "delivered"}
     assert (await client.post("/dlr/panelsms", json=stranger)).status_code == 200
+    assert drain() == 1
     assert value("smsq_dlr_unmatched_total", adapter="panelsms") - unmatched == 1
+
+
+async def test_metrics_show_the_backlog_of_reports_not_applied_yet(
+    app: FastAPI, client: httpx.AsyncClient, make_message: Callable[..., Message]
+) -> None:
+    applier = report_applier(app)
+    body = {"transactionId": make_message(status=S.SENT).id, "status": "delivered"}
+    assert (await client.post("/dlr/panelsms", json=body)).status_code == 200
+    applier.observe_backlog()  # what the app's applier does every few seconds
+    text = (await client.get("/metrics")).text
+    assert "smsq_dlr_backlog 1.0" in text and "smsq_dlr_backlog_age_seconds" in text
+    applier.drain()
+    assert "smsq_dlr_backlog 0.0" in (await client.get("/metrics")).text
 
 
 def test_a_recorded_report_tells_the_provider_and_when_it_was_sent(
