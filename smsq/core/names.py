@@ -96,6 +96,7 @@ def on_wire_key(token: str) -> str:
     before each request goes out; deleted once the claim's outcomes are stored)."""
     return f"{REDIS_PREFIX}on-wire:{token}"
 
+
 # Delivery reports the receiver accepted, waiting to be applied to the database
 # (a stream: ``producer.report_stream``). The receiver answers the provider once
 # its report is here, so a database outage loses no report; the API's report
