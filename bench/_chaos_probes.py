@@ -5,7 +5,7 @@
 - the provider poll: ``GET /_stats`` every ``POLL`` seconds, to see when each
   OTP first reached the provider and how the campaign flows;
 - the health probe: ``GET /healthz`` every ``POLL / 2`` seconds, its latency
-  kept (a request that gets no answer within 5 s counts as 5 s).
+  kept (None for no answer within 5 s, an error or a non-200).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Observed:
     otp_first_seen: dict[str, float] = field(default_factory=dict)  # at the provider
     reached: list[tuple[float, int]] = field(default_factory=list)  # (time, sends so far)
     injected: list[tuple[float, int]] = field(default_factory=list)  # (time, bare 503s so far)
-    health: list[tuple[float, float]] = field(default_factory=list)  # (time, latency)
+    health: list[tuple[float, float | None]] = field(default_factory=list)  # None: no answer
 
     def worst_otp_latency(self) -> float | None:
         """Accept -> provider, worst OTP; an OTP never seen counts from accept to now."""
@@ -47,9 +47,11 @@ class Observed:
     def sends(self) -> int:
         return self.reached[-1][1] if self.reached else 0
 
-    def worst_health(self, start: float, end: float) -> float | None:
+    def worst_health(self, start: float, end: float) -> tuple[float, int]:
+        """The slowest answer to /healthz in [start, end], and how many got none."""
         during = [latency for t, latency in self.health if start <= t <= end]
-        return max(during, default=None)
+        answered = [latency for latency in during if latency is not None]
+        return max(answered, default=0.0), len(during) - len(answered)
 
 
 class Probes:
@@ -119,5 +121,4 @@ class Probes:
                     ok = http.get(f"{self.stack.api_url}/healthz").status_code == 200
                 except httpx.HTTPError:
                     ok = False
-                latency = time.time() - t0
-                self.seen.health.append((t0, latency if ok else max(latency, HEALTH_TIMEOUT)))
+                self.seen.health.append((t0, time.time() - t0 if ok else None))

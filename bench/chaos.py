@@ -28,6 +28,7 @@ import shutil
 import signal
 import sys
 import time
+import traceback
 from collections import Counter
 from pathlib import Path
 from types import FrameType
@@ -83,13 +84,13 @@ def submit_campaign(stack: ChaosStack, size: int) -> None:
         raise SystemExit(f"chaos: campaign not accepted: {response.status_code} {response.text}")
 
 
-def settle(run: Run, deadline: float) -> float | None:
-    """Seconds from the start until nothing is pending, or None at the deadline;
+def settle(run: Run, deadline: float, pending: tuple[str, ...]) -> float | None:
+    """Seconds from the start until nothing is ``pending``, or None at the deadline;
     then a grace period for the delivery reports still in flight."""
     done = None
     while time.time() < deadline:
         counts = run.stack.statuses()
-        if counts is not None and sum(counts[s] for s in PENDING) == 0:
+        if counts is not None and sum(counts[s] for s in pending) == 0:
             done = time.time() - run.t0
             break
         time.sleep(0.25)
@@ -145,7 +146,8 @@ def run_scenario(
         scenario.fault(run)
         probes.stop_otp()
         deadline = scenario.deadline(run, base)
-        seconds = settle(run, deadline)
+        pending = PENDING if scenario.unknown_pending else tuple(set(PENDING) - {"unknown"})
+        seconds = settle(run, deadline, pending)
         probes.stop()
         row = count(run)
         row.seconds, row.deadline = seconds, deadline - run.t0
@@ -210,6 +212,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "pg_ctlcluster, which then must be the suite's alone",
     )
     ap.add_argument("--postgres", help="admin URL of --postgres-cluster VERSION/NAME")
+    ap.add_argument(
+        "--expect-fail",
+        action="append",
+        default=[],
+        choices=list(BY_NAME),
+        help="a scenario whose failure does not fail the run (a guarantee still being built)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the logs' temp dir")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
@@ -253,11 +262,17 @@ def main(argv: list[str] | None = None) -> int:
         redis = OwnRedis(tmp)
         base = 0.0
         for scenario in wanted:
-            row = run_scenario(scenario, args, tmp, postgres, redis, base)
+            started = time.time()
+            try:
+                row = run_scenario(scenario, args, tmp, postgres, redis, base)
+            except Exception as exc:  # the next scenario gets a fresh stack
+                traceback.print_exc()
+                row = Row(scenario.name, problems=[f"the harness failed: {exc!r}"])
             if scenario.name == "baseline":
                 base = row.seconds or row.deadline
             rows.append(row)
-            print(table([row], base).splitlines()[2], file=sys.stderr, flush=True)
+            print("\n".join(table([row], base).splitlines()[2:]), file=sys.stderr)
+            print(f"chaos: {scenario.name} took {time.time() - started:.0f} s", file=sys.stderr)
     except KeyboardInterrupt:
         print("chaos: interrupted, cleaning up", file=sys.stderr)
         return 130
@@ -274,7 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows, base))
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=2, default=_json))
-    return 0 if all(r.passed for r in rows) else 1
+    missed = [r.scenario for r in rows if not r.passed and r.scenario not in args.expect_fail]
+    expected = [r.scenario for r in rows if not r.passed and r.scenario in args.expect_fail]
+    if expected:
+        print(f"chaos: failed as expected (--expect-fail): {', '.join(expected)}")
+    return 1 if missed else 0
 
 
 def _json(value: Any) -> Any:
