@@ -26,7 +26,9 @@ from bench._services import OwnRedis, Postgres
 
 FAILED_FINAL = ("failed", "expired", "rejected", "suppressed", "cancelled")
 REPORTED = ("delivered", "undelivered")
-HEALTH_LIMIT = 0.5  # seconds: /healthz must answer within this during a database outage
+# Seconds for /healthz during a database outage: the issue asks 100 ms; the
+# margin is for a shared 2-core machine (fault-free runs see about 0.02 s).
+HEALTH_LIMIT = 0.25
 REQUESTS_PER_SECOND_LIMIT = 1.0  # to a provider that is down, while it is down
 FLOW_LIMIT = 10.0  # seconds from the provider's return to sends arriving again
 OTP_LIMIT = 30.0  # seconds from accept to provider for an OTP, through worker kills

@@ -33,6 +33,7 @@ class Postgres(Protocol):
 
     def stop(self) -> None: ...
     def start(self) -> None: ...
+    def ensure_started(self) -> None: ...  # after an interrupted outage
     def close(self) -> None: ...
 
 
@@ -108,6 +109,10 @@ class ScratchPostgres:
         self.started = True
         _wait_ready(self.port)
 
+    def ensure_started(self) -> None:
+        if not self.started:
+            self.start()
+
     def close(self) -> None:
         if self.started:
             with contextlib.suppress(subprocess.CalledProcessError):
@@ -148,12 +153,15 @@ class ClusterPostgres:
         self._ctl("start")
         _wait_ready(self.port)
 
-    def close(self) -> None:
+    def ensure_started(self) -> None:
         ready = subprocess.run(
             [_pg_bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)], check=False
         )
-        if ready.returncode != 0:  # never leave the machine's cluster down
+        if ready.returncode != 0:
             self.start()
+
+    def close(self) -> None:
+        self.ensure_started()  # never leave the machine's cluster down
 
 
 class OwnRedis:

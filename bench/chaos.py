@@ -56,7 +56,7 @@ REPORT_GRACE = 15.0  # seconds for reports in flight to be applied once all is s
 QUICK = {
     "size": 2000,
     "kills": 10,
-    "pg_outage": 5.0,
+    "pg_outage": 10.0,
     "outage": 30.0,
     "error_for": 20.0,
     "provider_timeout": 3.0,
@@ -152,14 +152,18 @@ def run_scenario(
         row = count(run)
         row.seconds, row.deadline = seconds, deadline - run.t0
         row.otp_worst = probes.seen.worst_otp_latency()
-        row.notes = run.notes
         row.problems = [p for check in scenario.checks for p in check(run, row, base)]
-        row.notes = [*run.notes, *(f"{k}: {v:.2f}" for k, v in run.figures.items() if v)]
+        worst, unanswered = probes.seen.worst_health(run.t0, time.time())
+        health = f"/healthz over the run: slowest {worst:.2f} s, {unanswered} unanswered"
+        row.notes = [
+            *run.notes,
+            *(f"{k}: {v:.2f}" for k, v in run.figures.items() if v),
+            health,
+        ]
         return row
     finally:
         probes.stop()
-        if isinstance(postgres, ScratchPostgres) and not postgres.started:
-            postgres.start()
+        postgres.ensure_started()  # the stack's database is dropped there
         stack.close()
 
 
