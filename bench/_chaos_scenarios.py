@@ -69,6 +69,7 @@ class Row:
     late: int = 0  # never reached, still pending at the deadline
     unknown: int = 0
     failed: int = 0
+    expired: int = 0  # validity ran out unsent: not a failure "validity permitting"
     reports_lost: int = 0  # taken by the receiver (2xx), never applied
     reports_refused: int = 0  # the simulator gave up after its retries
     seconds: float | None = None  # None: not settled by the deadline

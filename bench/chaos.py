@@ -120,7 +120,8 @@ def count(run: Run) -> Row:
             else:
                 row.lost += 1
         row.unknown += status == "unknown"
-        row.failed += status in ("failed", "expired")
+        row.failed += status == "failed"
+        row.expired += status == "expired"
         row.reports_lost += reported[digits] > 0 and status not in REPORTED
     return row
 
@@ -170,8 +171,8 @@ def run_scenario(
 def table(rows: list[Row], base: float) -> str:
     head = (
         f"{'scenario':16} {'msgs':>6} {'reached':>7} {'dup':>4} {'lost':>5} {'late':>5} "
-        f"{'unknown':>7} {'failed':>6} {'rep.lost':>8} {'rep.refused':>11} {'time':>8} "
-        f"{'vs base':>7} {'OTP worst':>9}  result"
+        f"{'unknown':>7} {'failed':>6} {'expired':>7} {'rep.lost':>8} {'rep.refused':>11} "
+        f"{'time':>8} {'vs base':>7} {'OTP worst':>9}  result"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -180,7 +181,7 @@ def table(rows: list[Row], base: float) -> str:
         otp = f"{r.otp_worst:.1f} s" if r.otp_worst is not None else "-"
         lines.append(
             f"{r.scenario:16} {r.messages:>6} {r.reached:>7} {r.duplicates:>4} {r.lost:>5} "
-            f"{r.late:>5} {r.unknown:>7} {r.failed:>6} {r.reports_lost:>8} "
+            f"{r.late:>5} {r.unknown:>7} {r.failed:>6} {r.expired:>7} {r.reports_lost:>8} "
             f"{r.reports_refused:>11} {time_s:>8} {ratio:>7} {otp:>9}  "
             f"{'pass' if r.passed else 'FAIL'}"
         )
