@@ -27,7 +27,8 @@ from bench._services import OwnRedis, Postgres
 FAILED_FINAL = ("failed", "expired", "rejected", "suppressed", "cancelled")
 REPORTED = ("delivered", "undelivered")
 # Seconds for /healthz during a database outage: the issue asks 100 ms; the
-# margin is for a shared 2-core machine (fault-free runs see about 0.02 s).
+# margin is for a shared 2-core machine (an idle one sees about 0.02 s without
+# faults; the limit is raised to twice the baseline run's slowest answer).
 HEALTH_LIMIT = 0.25
 REQUESTS_PER_SECOND_LIMIT = 1.0  # to a provider that is down, while it is down
 FLOW_LIMIT = 10.0  # seconds from the provider's return to sends arriving again
@@ -75,6 +76,7 @@ class Row:
     seconds: float | None = None  # None: not settled by the deadline
     deadline: float = 0.0  # seconds from the start
     otp_worst: float | None = None
+    health_worst: float = 0.0  # slowest /healthz answer over the run
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -175,8 +177,11 @@ def postgres_checks(run: Run, row: Row, base: float) -> Iterator[str]:
     run.notes.append(f"/healthz during the outage and 30 s after: worst answer {worst:.2f} s")
     if unanswered:
         yield f"/healthz got no answer {unanswered} times during the outage or 30 s after"
-    if worst > HEALTH_LIMIT:
-        yield f"/healthz took {worst:.2f} s during the outage (limit {HEALTH_LIMIT})"
+    # A loaded machine slows /healthz without any fault: never ask for better
+    # than twice what the baseline run saw.
+    limit = max(HEALTH_LIMIT, 2 * run.args.base_health)
+    if worst > limit:
+        yield f"/healthz took {worst:.2f} s during the outage (limit {limit:.2f})"
     if row.seconds is not None and run.t0 + row.seconds > end + SETTLE_AFTER_RETURN:
         late = run.t0 + row.seconds - end
         yield f"settled {late:.0f} s after PostgreSQL's return (limit {SETTLE_AFTER_RETURN:.0f})"

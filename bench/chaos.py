@@ -155,6 +155,7 @@ def run_scenario(
         row.otp_worst = probes.seen.worst_otp_latency()
         row.problems = [p for check in scenario.checks for p in check(run, row, base)]
         worst, unanswered = probes.seen.worst_health(run.t0, time.time())
+        row.health_worst = worst
         health = f"/healthz over the run: slowest {worst:.2f} s, {unanswered} unanswered"
         row.notes = [
             *run.notes,
@@ -227,6 +228,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--keep", action="store_true", help="keep the logs' temp dir")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
+    args.base_health = 0.0  # the baseline run's slowest /healthz, once it ran
     full = {
         "size": 6000,
         "kills": 20,
@@ -275,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = Row(scenario.name, problems=[f"the harness failed: {exc!r}"])
             if scenario.name == "baseline":
                 base = row.seconds or row.deadline
+                args.base_health = row.health_worst
             rows.append(row)
             print("\n".join(table([row], base).splitlines()[2:]), file=sys.stderr)
             print(f"chaos: {scenario.name} took {time.time() - started:.0f} s", file=sys.stderr)
