@@ -6,10 +6,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit lint simulator migrate bench clean
+.PHONY: help install demo test test-unit lint simulator migrate bench chaos chaos-quick clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ migrate: $(STAMP) ## bring the database at SMSQ_DATABASE_URL to the newest schem
 bench: $(STAMP) ## run the benchmarks in bench/ (needs PostgreSQL and Redis; figures in docs/performance.md)
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/transport.py
+
+chaos: $(STAMP) ## every fault against the real stack, one table (~25 min; docs/reliability.md)
+	$(BIN)/python bench/chaos.py $(CHAOS_ARGS)
+
+chaos-quick: $(STAMP) ## the shortened chaos runs CI does (~8 min)
+	$(BIN)/python bench/chaos.py --quick $(CHAOS_ARGS)
 
 clean: ## remove .venv, caches and the demo database
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache smsq.db demo-report.json

@@ -48,6 +48,13 @@ LAST_REQUESTS = 100  # size of the debug ring served at GET /_requests
 _SECRET_PARAMS = panelsms_wire.SECRET_PARAMS | brand_wire.SECRET_PARAMS
 
 Handler = Callable[[SimRequest], SimResponse]
+
+
+def digits(number: str) -> str:
+    """A destination as the stats count it: without the '+', as brand sends it."""
+    return number.removeprefix("+")
+
+
 Status = panelsms_wire.ReportStatus
 StatusId = brand_wire.StatusId
 
@@ -101,13 +108,10 @@ class Simulator:
                 due.append(heapq.heappop(self._owed)[2])
         return due
 
-    def record_dlr(self, delivered: bool) -> None:
-        """Count a report the dispatcher sent (or gave up on)."""
+    def record_dlr(self, delivered: bool, to: str = "") -> None:
+        """Count a report the dispatcher sent (or gave up on), by destination if known."""
         with self._lock:
-            if delivered:
-                self._stats.dlr_sent += 1
-            else:
-                self._stats.dlr_failed += 1
+            self._stats.report(delivered, to)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -145,7 +149,7 @@ class Simulator:
             return self._reject(response, delay, panelsms.ROUTE, params, rejection)
         tid = submit.transaction_id or self._new_id()
         roaming = self.config.roaming(submit.to)
-        self._stats.panelsms_part(tid, submit.seq, int(now), roaming)
+        self._stats.panelsms_part(tid, digits(submit.to), submit.seq, int(now), roaming)
         url = submit.callback_url or self.config.panelsms_callback_url
         if submit.confirmation and url:
             self._owe_panelsms(url, tid, submit.to, submit.send_at or now)
@@ -156,7 +160,7 @@ class Simulator:
     def _owe_panelsms(self, url: str, tid: str, to: str, start: float) -> None:
         if self.config.dlr_sent_first:
             payload = panelsms_wire.report_payload(tid, Status.SENT, to, start, None)
-            self._owe(Report(url, "POST", payload, start, "panelsms"))
+            self._owe(Report(url, "POST", payload, start, "panelsms", digits(to)))
         due = self._dlr_due(start)
         if self._delivered():
             payload = panelsms_wire.report_payload(tid, Status.DELIVERED, to, due, None)
@@ -164,7 +168,7 @@ class Simulator:
             payload = panelsms_wire.report_payload(
                 tid, Status.UNDELIVERED, to, due, self.config.dlr_error_code
             )
-        self._owe(Report(url, "POST", payload, due, "panelsms"))
+        self._owe(Report(url, "POST", payload, due, "panelsms", digits(to)))
 
     # --- brand ------------------------------------------------------------
 
@@ -202,11 +206,11 @@ class Simulator:
         key, tz = cfg.brand_callback_key, cfg.tzinfo
         if cfg.dlr_sent_first:
             query = brand_wire.callback_params(key, sms_id, number, StatusId.SENT, start, tz)
-            self._owe(Report(cfg.brand_callback_url, "GET", query, start, "brand"))
+            self._owe(Report(cfg.brand_callback_url, "GET", query, start, "brand", digits(number)))
         due = self._dlr_due(start)
         status = StatusId.DELIVERED if self._delivered() else StatusId.FAILED
         query = brand_wire.callback_params(key, sms_id, number, status, due, tz)
-        self._owe(Report(cfg.brand_callback_url, "GET", query, due, "brand"))
+        self._owe(Report(cfg.brand_callback_url, "GET", query, due, "brand", digits(number)))
 
     # --- shared -----------------------------------------------------------
 

@@ -64,7 +64,7 @@ class DlrDispatcher:
                 break
             await asyncio.sleep(wait)
             wait *= 2
-        self.sim.record_dlr(ok)
+        self.sim.record_dlr(ok, report.to)
         return ok
 
     async def _attempt(self, report: Report) -> bool | None:

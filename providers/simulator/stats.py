@@ -4,6 +4,10 @@ Counters are updated per request (cheap increments, no per-request objects
 kept) and turned into JSON only when asked. ``duplicates`` is the point of
 ``per_transaction``: a message part accepted twice under one transactionId is
 an SMS the user received twice, which smsq promises never to cause.
+``per_number`` counts messages by destination (digits, no '+'; a long
+panelsms text counts once, by its first part), so a resend under a *new* id
+shows too; ``dlr.per_number`` counts the reports the receiver took (2xx) by
+destination, so a chaos run can check each one was applied.
 """
 
 from __future__ import annotations
@@ -30,21 +34,34 @@ class Stats:
         self.per_second: Counter[int] = Counter()
         self.dlr_sent = 0
         self.dlr_failed = 0
+        self.dlr_per_number: Counter[str] = Counter()
 
     def request(self, route: str) -> None:
         self.requests += 1
         self.by_route[route] += 1
 
-    def panelsms_part(self, transaction_id: str, seq: int, second: int, roaming: bool) -> None:
+    def panelsms_part(
+        self, transaction_id: str, number: str, seq: int, second: int, roaming: bool
+    ) -> None:
         self.accepted += 1
         self.roaming += roaming
         self.parts[(transaction_id, seq)] += 1
+        if seq == 1:
+            self.per_number[number] += 1
         self.per_second[second] += 1
 
     def brand_numbers(self, numbers: list[str], second: int) -> None:
         self.accepted += len(numbers)
         self.per_number.update(numbers)
         self.per_second[second] += len(numbers)
+
+    def report(self, delivered: bool, number: str) -> None:
+        if not delivered:
+            self.dlr_failed += 1
+            return
+        self.dlr_sent += 1
+        if number:
+            self.dlr_per_number[number] += 1
 
     def to_dict(self, dlr_pending: int) -> dict[str, Any]:
         """JSON-ready (string keys, lists): the same dict ``GET /_stats`` serves."""
@@ -65,5 +82,10 @@ class Stats:
             "per_number": dict(self.per_number),
             "max_per_second": max(self.per_second.values(), default=0),
             "per_second": {str(s): n for s, n in sorted(self.per_second.items())},
-            "dlr": {"pending": dlr_pending, "sent": self.dlr_sent, "failed": self.dlr_failed},
+            "dlr": {
+                "pending": dlr_pending,
+                "sent": self.dlr_sent,
+                "failed": self.dlr_failed,
+                "per_number": dict(self.dlr_per_number),
+            },
         }

@@ -74,6 +74,7 @@ class Report:
     payload: dict[str, Any]
     due: float
     api: Literal["panelsms", "brand"]
+    to: str = ""  # the destination, digits only: what the stats count reports by
 
 
 def request_params(req: SimRequest) -> dict[str, str]:
