@@ -1,0 +1,175 @@
+"""Which route and account a message is stored with: the one place of the rule.
+
+- An explicit ``provider=`` names an account (that account only, no route:
+  as before routes existed) or a route by its name (that route).
+- Otherwise the first route of the providers file whose conditions all hold
+  (:meth:`providers.routes.Route.takes_kind`, ``takes_number``: the kind, the
+  destination's country, its E.164 prefix); none: ``SMSQ_DEFAULT_PROVIDER``.
+
+A message stored on a route gets the route's name in ``route`` and its first
+account in ``provider``; the worker chooses the account when it sends (issue
+11). Pure functions over the settings, no I/O.
+
+Speed: a campaign matches every row. :class:`Routing` is built once per
+request; when the number cannot change the answer (an explicit name, no
+routes, or a first route for the kind without countries or prefixes) it is
+:attr:`Routing.fixed` and no row does any work. Otherwise only the routes
+that can still match are tried, and the country is looked up only when a
+route asks for one (:func:`region_of`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import phonenumbers
+
+from models.status import MessageKind
+from producer.errors import InvalidField
+from producer.validation import resolve_provider
+from providers.routes import Route, carriage_problem
+from smsq.core.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """What a message row is stored with: ``provider`` and ``route``."""
+
+    provider: str
+    route: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """Where the messages of one request go: :meth:`index` of a number into
+    :attr:`destinations`. ``routes[i]`` is the route of ``destinations[i]``;
+    the last destination is the fallback (``SMSQ_DEFAULT_PROVIDER`` or the
+    last unconditional route)."""
+
+    destinations: tuple[Destination, ...]
+    routes: tuple[Route, ...]  # the routes still to try, one per destination but the last
+    needs_country: bool
+
+    @property
+    def fixed(self) -> Destination | None:
+        """The one destination of every number, when the number does not matter."""
+        return self.destinations[0] if len(self.destinations) == 1 else None
+
+    def index(self, number: str) -> int:
+        """The position in :attr:`destinations` of ``number``'s (E.164) destination."""
+        if len(self.destinations) == 1:
+            return 0
+        country = region_of(number) if self.needs_country else None
+        for i, route in enumerate(self.routes):
+            if route.takes_number(number, country):
+                return i
+        return len(self.routes)
+
+    def destination(self, number: str) -> Destination:
+        return self.destinations[self.index(number)]
+
+
+def match_route(
+    routes: dict[str, Route] | tuple[Route, ...], kind: MessageKind, number: str
+) -> Route | None:
+    """The first route taking a ``kind`` message to ``number`` (E.164), or None.
+
+    The reference rule; :class:`Routing` gives the same answer faster.
+    """
+    candidates = routes.values() if isinstance(routes, dict) else routes
+    country = region_of(number)
+    for route in candidates:
+        if route.takes_kind(kind) and route.takes_number(number, country):
+            return route
+    return None
+
+
+def resolve_routing(
+    name: str | None,
+    kind: MessageKind,
+    settings: Settings,
+    *,
+    flash: bool = False,
+    sender: str | None = None,
+) -> Routing:
+    """Where ``kind`` messages asked for ``name`` go; InvalidField if nowhere.
+
+    A route that cannot carry the message (``flash``, its own ``sender``) is
+    refused here: for the destinations a number might pick, so a campaign is
+    refused before its first row.
+    """
+    routes = settings.routes
+    if name is not None:
+        name = resolve_provider(name, settings)
+        if name in settings.providers:
+            return _fixed(Destination(name))
+        route = routes[name]
+        _check_carriage(route, settings, flash=flash, sender=sender)
+        return _fixed(Destination(route.accounts[0], route.name))
+    reachable: list[Route] = []
+    fallback: Route | None = None
+    for route in routes.values():
+        if not route.takes_kind(kind):
+            continue
+        if not route.conditional:
+            fallback = route
+            break
+        reachable.append(route)
+    for route in (*reachable, *([fallback] if fallback else [])):
+        _check_carriage(route, settings, flash=flash, sender=sender)
+    last = (
+        Destination(fallback.accounts[0], fallback.name)
+        if fallback is not None
+        else Destination(settings.default_provider_name)
+    )
+    return Routing(
+        destinations=(*(Destination(r.accounts[0], r.name) for r in reachable), last),
+        routes=tuple(reachable),
+        needs_country=any(r.countries is not None for r in reachable),
+    )
+
+
+def _fixed(destination: Destination) -> Routing:
+    return Routing(destinations=(destination,), routes=(), needs_country=False)
+
+
+def _check_carriage(route: Route, settings: Settings, *, flash: bool, sender: str | None) -> None:
+    problem = carriage_problem(route, settings.providers, flash=flash, sender=sender)
+    if problem is not None:
+        raise InvalidField(*problem)
+
+
+# libphonenumber's "no region" (ZZ) and its region of non-geographic codes (001).
+_NO_COUNTRY = frozenset(
+    {None, phonenumbers.UNKNOWN_REGION, phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY}
+)
+
+
+@lru_cache(maxsize=1024)
+def _regions(country_code: int) -> tuple[str, ...]:
+    return tuple(phonenumbers.region_codes_for_country_code(country_code))
+
+
+def region_of(number: str) -> str | None:
+    """The country (ISO 3166-1 alpha-2) of an E.164 number, as libphonenumber
+    says; None when it names none (``+800``, an unknown code).
+
+    Most country codes belong to one region: read from the code alone. A
+    shared code (``+1``, ``+44``, ``+7`` ...) takes libphonenumber's parse.
+    """
+    digits = number[1:]
+    for length in (1, 2, 3):
+        regions = _regions(int(digits[:length]))
+        if regions:
+            break
+    else:
+        return None
+    if len(regions) == 1:
+        region: str | None = regions[0]
+    else:
+        try:
+            region = phonenumbers.region_code_for_number(phonenumbers.parse(number))
+        except phonenumbers.NumberParseException:
+            return None
+    return None if region in _NO_COUNTRY else region
