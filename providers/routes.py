@@ -19,6 +19,7 @@ the message is accepted (:func:`carriage_problem`). docs/routing.md.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Set
 from typing import Annotated
 
@@ -37,9 +38,9 @@ from providers.vendor import AccountBase
 
 ROUTE_NAME_MAX = 64  # messages.route
 
-Prefix = Annotated[str, StringConstraints(pattern=r"^\+[0-9]{1,15}$")]
 RouteName = Annotated[str, StringConstraints(min_length=1, max_length=ROUTE_NAME_MAX)]
 
+_PREFIX = re.compile(r"\+[0-9]{1,15}")
 KNOWN_COUNTRIES: frozenset[str] = frozenset(phonenumbers.SUPPORTED_REGIONS)
 
 
@@ -58,11 +59,26 @@ class Route(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: RouteName
-    kinds: tuple[MessageKind, ...] | None = Field(default=None, min_length=1)
-    countries: tuple[str, ...] | None = Field(default=None, min_length=1)
-    prefixes: tuple[Prefix, ...] | None = Field(default=None, min_length=1)
-    accounts: tuple[str, ...] = Field(min_length=1)
+    kinds: tuple[MessageKind, ...] | None = None
+    countries: tuple[str, ...] | None = None
+    prefixes: tuple[str, ...] | None = None
+    accounts: tuple[str, ...]
     weights: tuple[Annotated[int, Field(gt=0)], ...] | None = None
+
+    @field_validator("kinds", "countries", "prefixes", "accounts")
+    @classmethod
+    def _not_empty(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and not value:
+            raise ValueError("must not be empty (leave a condition out to match every message)")
+        return value
+
+    @field_validator("prefixes")
+    @classmethod
+    def _e164_prefixes(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for prefix in value or ():
+            if not _PREFIX.fullmatch(prefix):
+                raise ValueError(f"prefix {prefix!r}: '+' and 1 to 15 digits, e.g. '+49151'")
+        return value
 
     @field_validator("countries")
     @classmethod

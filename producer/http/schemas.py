@@ -130,7 +130,10 @@ class MessageOut(_FromView):
     kind: str
     campaign_id: str | None
     status: str
-    provider: str
+    provider: str = Field(description="the provider account of its last attempt")
+    route: str | None = Field(
+        description="the route of the providers file it goes by; null: sent on provider only"
+    )
     provider_message_id: str | None
     error_code: int | None
     error_detail: str | None

@@ -113,6 +113,7 @@ def show(
         ("campaign", view.campaign_id or "-"),
         ("status", view.status),
         ("provider", view.provider),
+        ("route", view.route or "-"),
         ("provider id", view.provider_message_id or "-"),
         ("error", f"{view.error_code} {view.error_detail or ''}" if view.error_code else "-"),
         ("attempts", str(view.attempts)),

@@ -23,7 +23,7 @@ from producer.http import campaigns
 from producer.keys import create_key
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
-REPORT_HEADER = "to,message_id,status,error_code,error_detail,sent_at,finished_at"
+REPORT_HEADER = "to,message_id,status,error_code,error_detail,sent_at,finished_at,provider,route"
 
 
 def number(i: int) -> str:
@@ -414,6 +414,8 @@ async def test_report_csv_has_one_row_per_recipient(
         "error_detail": "'=HYPERLINK(evil), no route",
         "sent_at": "2026-03-01T12:00:00Z",
         "finished_at": "2026-03-01T12:00:03Z",
+        "provider": first.provider,
+        "route": "",
     }
     assert (table[1]["status"], table[1]["error_code"], table[1]["finished_at"]) == (
         "delivered",

@@ -85,6 +85,7 @@ def test_each_applied_event_makes_exactly_one_delivery(
         "status": "sent",
         "to": msg.to,
         "provider": "panel",
+        "route": None,
         "provider_message_id": "p-1",
         "error_code": None,
         "error_detail": None,
