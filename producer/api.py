@@ -237,7 +237,9 @@ class Producer:
         when = parse_send_at(send_at, now=now, tz=settings.timezone)
         account = resolve_provider(provider, settings)
         sender = check_sender(sender)
-        routing = resolve_routing(provider, MessageKind.CAMPAIGN, settings, sender=sender)
+        routing = resolve_routing(
+            provider, MessageKind.CAMPAIGN, settings, sender=sender, every_number=True
+        )
         seconds = resolve_validity(validity, MessageKind.CAMPAIGN, settings)
         plan = CampaignPlan(
             campaign_id=new_id(),

@@ -50,6 +50,8 @@ class Routing:
     destinations: tuple[Destination, ...]
     routes: tuple[Route, ...]  # the routes still to try, one per destination but the last
     needs_country: bool
+    # Per destination: (field, reason) when its route cannot carry the message.
+    problems: tuple[tuple[str, str] | None, ...] = ()
 
     @property
     def fixed(self) -> Destination | None:
@@ -67,7 +69,12 @@ class Routing:
         return len(self.routes)
 
     def destination(self, number: str) -> Destination:
-        return self.destinations[self.index(number)]
+        """``number``'s destination; InvalidField if its route cannot carry the message."""
+        index = self.index(number)
+        problem = self.problems[index] if self.problems else None
+        if problem is not None:
+            raise InvalidField(*problem)
+        return self.destinations[index]
 
 
 def match_route(
@@ -92,12 +99,14 @@ def resolve_routing(
     *,
     flash: bool = False,
     sender: str | None = None,
+    every_number: bool = False,
 ) -> Routing:
     """Where ``kind`` messages asked for ``name`` go; InvalidField if nowhere.
 
     A route that cannot carry the message (``flash``, its own ``sender``) is
-    refused here: for the destinations a number might pick, so a campaign is
-    refused before its first row.
+    refused: here when every number goes to it, else for the numbers that
+    match it (:meth:`Routing.destination`). ``every_number`` refuses here if
+    any number could match it: a campaign is refused before its first row.
     """
     routes = settings.routes
     if name is not None:
@@ -105,7 +114,7 @@ def resolve_routing(
         if name in settings.providers:
             return _fixed(Destination(name))
         route = routes[name]
-        _check_carriage(route, settings, flash=flash, sender=sender)
+        _refuse(_carriage(route, settings, flash=flash, sender=sender))
         return _fixed(Destination(route.accounts[0], route.name))
     reachable: list[Route] = []
     fallback: Route | None = None
@@ -116,8 +125,13 @@ def resolve_routing(
             fallback = route
             break
         reachable.append(route)
-    for route in (*reachable, *([fallback] if fallback else [])):
-        _check_carriage(route, settings, flash=flash, sender=sender)
+    problems = tuple(
+        _carriage(route, settings, flash=flash, sender=sender) if route else None
+        for route in (*reachable, fallback)
+    )
+    if every_number or not reachable:
+        for problem in problems:
+            _refuse(problem)
     last = (
         Destination(fallback.accounts[0], fallback.name)
         if fallback is not None
@@ -127,6 +141,7 @@ def resolve_routing(
         destinations=(*(Destination(r.accounts[0], r.name) for r in reachable), last),
         routes=tuple(reachable),
         needs_country=any(r.countries is not None for r in reachable),
+        problems=problems if any(problems) else (),
     )
 
 
@@ -134,8 +149,13 @@ def _fixed(destination: Destination) -> Routing:
     return Routing(destinations=(destination,), routes=(), needs_country=False)
 
 
-def _check_carriage(route: Route, settings: Settings, *, flash: bool, sender: str | None) -> None:
-    problem = carriage_problem(route, settings.providers, flash=flash, sender=sender)
+def _carriage(
+    route: Route, settings: Settings, *, flash: bool, sender: str | None
+) -> tuple[str, str] | None:
+    return carriage_problem(route, settings.providers, flash=flash, sender=sender)
+
+
+def _refuse(problem: tuple[str, str] | None) -> None:
     if problem is not None:
         raise InvalidField(*problem)
 
