@@ -391,7 +391,9 @@ async def test_report_csv_has_one_row_per_recipient(
         )
     )
     session.execute(
-        update(Message).where(Message.id == second.id).values(status=S.DELIVERED, sent_at=NOW)
+        update(Message)
+        .where(Message.id == second.id)
+        .values(status=S.DELIVERED, sent_at=NOW, provider="brand", route="bulk")
     )
     session.commit()
 
@@ -422,6 +424,7 @@ async def test_report_csv_has_one_row_per_recipient(
         "",
         "",
     )
+    assert (table[1]["provider"], table[1]["route"]) == ("brand", "bulk")
     assert {r["status"] for r in table[2:]} == {"queued"}
 
 
