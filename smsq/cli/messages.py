@@ -44,7 +44,11 @@ def send(
         ),
     ] = None,
     provider: Annotated[
-        str | None, typer.Option("--provider", help="provider account (default: the default)")
+        str | None,
+        typer.Option(
+            "--provider",
+            help="provider account or route (default: routes, else the default account)",
+        ),
     ] = None,
     sender: Annotated[str | None, typer.Option("--sender", help="sender id shown")] = None,
     idempotency_key: Annotated[
