@@ -9,7 +9,8 @@ import pytest
 
 from models.status import MessageKind
 from producer.errors import InvalidField
-from producer.routing import Destination, match_route, region_of, resolve_routing
+from producer.numbers import region_of
+from producer.routing import Destination, match_route, resolve_routing
 from smsq.core.settings import Settings
 
 K = MessageKind
