@@ -119,7 +119,10 @@ class Message(Base):
     # No index of its own: uq (campaign_id, to) serves campaign lookups, and
     # one index less is one less write per row of a million-row campaign.
     campaign_id: Mapped[str | None] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    # The account of its last attempt (or the one it was stored for), and the
+    # route of the providers file it goes by; null: sent on ``provider`` only.
     provider: Mapped[str] = mapped_column(String(64))
+    route: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default=MessageStatus.ACCEPTED)
     encoding: Mapped[str] = mapped_column(String(8))  # gsm7 | ucs2
     segments: Mapped[int] = mapped_column(Integer)

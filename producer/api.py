@@ -42,6 +42,7 @@ from producer.campaign_templates import parse_template
 from producer.errors import InvalidField, Unavailable
 from producer.message_spec import MessageSpec, check_message
 from producer.receipts import CampaignReceipt, MessageReceipt
+from producer.routing import resolve_routing
 from producer.single_messages import CheckedSend
 from producer.validation import (
     check_one_line,
@@ -236,12 +237,16 @@ class Producer:
         when = parse_send_at(send_at, now=now, tz=settings.timezone)
         account = resolve_provider(provider, settings)
         sender = check_sender(sender)
+        routing = resolve_routing(
+            provider, MessageKind.CAMPAIGN, settings, sender=sender, every_number=True
+        )
         seconds = resolve_validity(validity, MessageKind.CAMPAIGN, settings)
         plan = CampaignPlan(
             campaign_id=new_id(),
             name=name,
             template=template,
             provider=account,
+            routing=routing,
             sender=sender,
             send_at=when,
             scheduled=when is not None and (when - now).total_seconds() > settings.schedule_horizon,

@@ -74,6 +74,7 @@ from producer.csv_rows import BadRow
 from producer.errors import InvalidField
 from producer.numbers import normalize_number
 from producer.receipts import MAX_ERRORS, VALUE_SHOWN, CampaignReceipt, RejectedRow
+from producer.routing import Routing
 from producer.validation import storage_problem, text_reason
 
 log = structlog.get_logger("smsq.producer")
@@ -92,7 +93,8 @@ class CampaignPlan:
     campaign_id: str
     name: str
     template: Template
-    provider: str
+    provider: str  # as asked for (an account or a route), else the default account
+    routing: Routing  # each row's account and route
     sender: str | None
     send_at: dt.datetime | None
     scheduled: bool  # send_at beyond the scheduling horizon
@@ -108,7 +110,8 @@ class CampaignPlan:
 # could not read (producer.csv_rows), each counted as one recipient row.
 Recipient = str | Mapping[str, Any] | BadRow
 Enqueue = Callable[[list[str], dt.datetime | None], object]
-Pending = tuple[str, str, str, int]  # number, text, encoding, segments
+# number, text, encoding, segments, destination (index in the plan's routing)
+Pending = tuple[str, str, str, int, int]
 
 
 @dataclass(slots=True)
@@ -133,14 +136,14 @@ def make_chunk(
     written ``accepted`` (the held message, see the module docstring)."""
     usual, suppressed = status.value, S.SUPPRESSED.value
     rows: list[Row] = [
-        (mid, number, text, encoding, segments, suppressed if number in stopped else usual)
-        for mid, (number, text, encoding, segments) in zip(ids, pending, strict=True)
+        (mid, number, text, encoding, segments, suppressed if number in stopped else usual, dest)
+        for mid, (number, text, encoding, segments, dest) in zip(ids, pending, strict=True)
     ]
     held = None
     if hold_first and rows:
-        mid, number, text, encoding, segments, first = rows[0]
+        mid, number, text, encoding, segments, first, dest = rows[0]
         held = (mid, S(first))
-        rows[0] = (mid, number, text, encoding, segments, S.ACCEPTED.value)
+        rows[0] = (mid, number, text, encoding, segments, S.ACCEPTED.value, dest)
     queued = [row[0] for row in rows if row[5] == S.QUEUED] if usual == S.QUEUED else []
     count = sum(1 for number, *_ in pending if number in stopped) if stopped else 0
     return Chunk(rows, queued, held, count)
@@ -165,7 +168,7 @@ class Ingestion:
             session,
             Shared(
                 campaign_id=plan.campaign_id,
-                provider=plan.provider,
+                destinations=plan.routing.destinations,
                 sender=plan.sender,
                 send_at=plan.send_at,
                 scheduled=plan.scheduled,
@@ -220,6 +223,8 @@ class Ingestion:
         reject = self._reject
         normalize = normalize_number
         render = template.render
+        # Per-row routing only when the number can change the answer.
+        route_of = None if plan.routing.fixed is not None else plan.routing.index
 
         for row_no, row in enumerate(recipients, 1):
             values: Mapping[str, Any]
@@ -267,7 +272,13 @@ class Ingestion:
                     continue
             seen[key] = row_no
             pending.append(
-                (number, sms.text, "gsm7" if sms.encoding is _GSM7 else "ucs2", len(sms.parts))
+                (
+                    number,
+                    sms.text,
+                    "gsm7" if sms.encoding is _GSM7 else "ucs2",
+                    len(sms.parts),
+                    0 if route_of is None else route_of(number),
+                )
             )
             waiting = len(pending)
             if waiting >= self.chunk_rows:

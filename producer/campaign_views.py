@@ -43,6 +43,8 @@ REPORT_COLUMNS = (
     "error_detail",
     "sent_at",
     "finished_at",
+    "provider",  # the account of its last attempt
+    "route",  # the route it goes by (docs/routing.md); empty: none
 )
 
 
@@ -105,6 +107,7 @@ class MessageView:
     error_code: int | None
     error_detail: str | None
     attempts: int
+    route: str | None
     encoding: str
     segments: int
     send_at: dt.datetime | None
@@ -125,6 +128,8 @@ class ReportRow(NamedTuple):
     error_detail: str | None
     sent_at: dt.datetime | None
     finished_at: dt.datetime | None
+    provider: str
+    route: str | None
 
 
 def campaign_summary(
@@ -241,6 +246,7 @@ def message_view(
         error_code=message.error_code,
         error_detail=message.error_detail,
         attempts=message.attempts,
+        route=message.route,
         encoding=message.encoding,
         segments=message.segments,
         send_at=message.send_at,
@@ -268,6 +274,8 @@ def report_rows(session: Session, campaign_id: str) -> Iterator[ReportRow]:
             Message.error_detail,
             Message.sent_at,
             Message.finished_at,
+            Message.provider,
+            Message.route,
         )
         .where(Message.campaign_id == campaign_id)
         .order_by(Message.id)

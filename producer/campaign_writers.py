@@ -37,11 +37,13 @@ from sqlalchemy.orm import Session
 from models.ledger import copy_campaign_rows, first_columns, insert_campaign_rows
 from models.status import MessageKind, MessageStatus
 from models.tables import Message, Suppression
+from producer.routing import Destination
 
 MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 
-# One message of a chunk: id, to, text, encoding, segments, status.
-Row = tuple[str, str, str, str, int, str]
+# One message of a chunk: id, to, text, encoding, segments, status, and its
+# destination: an index into Shared.destinations (its provider and route).
+Row = tuple[str, str, str, str, int, str, int]
 
 # The first statuses a campaign message is written with (``accepted``: the
 # held first message, see producer.campaign_ingestion).
@@ -65,6 +67,7 @@ _SHARED_COLUMNS = (
     "kind",
     "campaign_id",
     "provider",
+    "route",
     "attempts",
     "stop_list",
     "flash",
@@ -81,22 +84,24 @@ _SHARED_COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class Shared:
-    """What every message of one campaign has in common."""
+    """What every message of one campaign has in common, with the few
+    destinations (provider and route, ``producer.routing``) its rows pick from."""
 
     campaign_id: str
-    provider: str
+    destinations: tuple[Destination, ...]
     sender: str | None
     send_at: dt.datetime | None
     scheduled: bool  # send_at beyond the scheduling horizon: stored as was_scheduled
     expires_at: dt.datetime
     now: dt.datetime
 
-    def values(self) -> dict[str, Any]:
+    def values(self, destination: Destination) -> dict[str, Any]:
         return {
             "sender": self.sender,
             "kind": MessageKind.CAMPAIGN.value,
             "campaign_id": self.campaign_id,
-            "provider": self.provider,
+            "provider": destination.provider,
+            "route": destination.route,
             "attempts": 0,
             "stop_list": True,
             "flash": False,
@@ -163,7 +168,7 @@ class CoreWriter:
     rows_per_chunk = 1000
 
     def __init__(self, shared: Shared) -> None:
-        self.shared = shared.values()
+        self.shared = [shared.values(d) for d in shared.destinations]
         self.now = shared.now
 
     def stop_listed(self, session: Session, numbers: list[str]) -> set[str]:
@@ -174,7 +179,7 @@ class CoreWriter:
         shared, first = self.shared, _first_columns(self.now)
         return [
             dict(
-                shared,
+                shared[dest],
                 id=mid,
                 to=to,
                 text=text,
@@ -182,7 +187,7 @@ class CoreWriter:
                 segments=segments,
                 **first[status],
             )
-            for mid, to, text, encoding, segments, status in rows
+            for mid, to, text, encoding, segments, status, dest in rows
         ]
 
     def write(self, session: Session, prepared: list[dict[str, Any]]) -> None:
@@ -195,8 +200,10 @@ class CopyWriter:
     rows_per_chunk = 10_000
 
     def __init__(self, shared: Shared) -> None:
-        values = shared.values()
-        self._shared = "\t".join(_copy_value(values[c]) for c in _SHARED_COLUMNS)
+        self._shared = [
+            "\t".join(_copy_value(values[c]) for c in _SHARED_COLUMNS)
+            for values in (shared.values(d) for d in shared.destinations)
+        ]
         self._finished_at = {
             status: _copy_value(columns["finished_at"])
             for status, columns in _first_columns(shared.now).items()
@@ -216,8 +223,8 @@ class CopyWriter:
         return "".join(
             [
                 f"{mid}\t{to}\t{text.translate(esc)}\t{encoding}\t{segments}\t{status}\t"
-                f"{finished_at[status]}\t{shared}\n"
-                for mid, to, text, encoding, segments, status in rows
+                f"{finished_at[status]}\t{shared[dest]}\n"
+                for mid, to, text, encoding, segments, status, dest in rows
             ]
         )
 

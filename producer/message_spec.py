@@ -20,6 +20,7 @@ from models.sms_text import SmsText
 from models.status import EventSource, MessageKind, MessageStatus
 from producer.errors import InvalidField
 from producer.receipts import MessageReceipt
+from producer.routing import Routing, resolve_routing
 from producer.stoplist import SUPPRESSED_DETAIL
 from producer.validation import (
     check_callback_url,
@@ -28,7 +29,6 @@ from producer.validation import (
     check_sender,
     check_text,
     parse_send_at,
-    resolve_provider,
     resolve_validity,
 )
 from smsq.core.names import QUEUE_FOR_KIND
@@ -44,7 +44,7 @@ class MessageSpec:
     kind: MessageKind
     sms: SmsText
     send_at: dt.datetime | None
-    provider: str
+    routing: Routing  # the provider account, or a route, of each number
     sender: str | None
     callback_url: str | None
     expires_at: dt.datetime
@@ -67,13 +67,15 @@ class MessageSpec:
         self, number: str, *, suppressed: bool, idempotency_key: str | None = None
     ) -> dict[str, Any]:
         """The ``messages`` values of this request for ``number``, at its first status."""
+        destination = self.routing.destination(number)
         return {
             "id": new_id(),
             "to": number,
             "text": self.sms.text,
             "sender": self.sender,
             "kind": self.kind.value,
-            "provider": self.provider,
+            "provider": destination.provider,
+            "route": destination.route,
             "status": self.first_status(suppressed=suppressed).value,
             "encoding": self.sms.encoding.value,
             "segments": self.sms.segments,
@@ -124,9 +126,9 @@ def check_message(
     message_kind = check_kind(kind)
     sms = check_text(text, max_parts=settings.max_parts)
     when = parse_send_at(send_at, now=now, tz=settings.timezone)
-    account = resolve_provider(provider, settings)
     seconds = resolve_validity(validity, message_kind, settings)
     checked_sender = check_sender(sender)
+    routing = resolve_routing(provider, message_kind, settings, flash=flash, sender=checked_sender)
     checked_url = check_callback_url(callback_url, settings, signed_by_key=bool(client_id))
     check_idempotency(client_id, idempotency_key)
     if flash and sms.segments > 1:
@@ -135,7 +137,7 @@ def check_message(
         kind=message_kind,
         sms=sms,
         send_at=when,
-        provider=account,
+        routing=routing,
         sender=checked_sender,
         callback_url=checked_url,
         expires_at=(when or now) + dt.timedelta(seconds=seconds),

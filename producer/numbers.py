@@ -159,6 +159,21 @@ class _Region:
 class _Country:
     regions: tuple[_Region, ...]
     national_prefix: _Matcher | None  # the parser strips what this matches: not ours to judge
+    region_codes: tuple[str, ...] = ()  # ISO 3166-1 alpha-2, in the order of ``regions``
+
+    def region_of(self, nsn: str) -> str | None:
+        """The region of a valid national number, as phonenumbers'
+        region_code_for_number: the only one, or the first whose leading
+        digits match, or else the first where the number is valid."""
+        if len(self.region_codes) == 1:
+            return self.region_codes[0]
+        for code, region in zip(self.region_codes, self.regions, strict=True):
+            if region.leading_digits is not None:
+                if region.leading_digits(nsn) is not None:
+                    return code
+            elif region.valid(nsn):
+                return code
+        return None
 
     def valid(self, nsn: str) -> bool:
         if self.national_prefix is not None and self.national_prefix(nsn) is not None:
@@ -181,6 +196,35 @@ class _Country:
 # (non-geographic); False: not a country code. Filled on first use of each
 # prefix: a few hundred small entries at most.
 _COUNTRIES: dict[str, _Country | bool] = {}
+
+
+def region_of(e164: str) -> str | None:
+    """The country (ISO 3166-1 alpha-2) of a valid E.164 number, as
+    ``phonenumbers.region_code_for_number`` says; None when it names none
+    (``+800``, an unknown code).
+
+    From the same compiled metadata as the fast path: the country code alone
+    when it has one region, its regions' leading digits and patterns when it
+    is shared (``+1``, ``+44``, ``+7`` ...); about a microsecond, where the
+    parser takes tens. Non-geographic codes go to the parser.
+    """
+    digits = e164[1:]
+    for size in (1, 2, 3):
+        code = digits[:size]
+        entry = _COUNTRIES.get(code)
+        if entry is None:
+            entry = _COUNTRIES[code] = _build_country(int(code))
+        if isinstance(entry, _Country):
+            return entry.region_of(digits[size:])
+        if entry:
+            break
+    try:
+        region: str | None = phonenumbers.region_code_for_number(phonenumbers.parse(e164))
+    except NumberParseException:
+        return None
+    if region in (phonenumbers.UNKNOWN_REGION, phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY):
+        return None
+    return region
 
 
 def _fast_valid(e164: str) -> bool:
@@ -213,7 +257,9 @@ def _build_country(code: int) -> _Country | bool:
         regions.append(region)
     main = PhoneMetadata.metadata_for_region(region_codes[0], None)
     prefix = main.national_prefix_for_parsing if main is not None else None
-    return _Country(tuple(regions), re.compile(prefix).match if prefix else None)
+    return _Country(
+        tuple(regions), re.compile(prefix).match if prefix else None, tuple(region_codes)
+    )
 
 
 def _build_region(metadata: PhoneMetadata) -> _Region | None:

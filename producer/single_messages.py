@@ -70,6 +70,11 @@ class CheckedSend:
     spec: MessageSpec
     idempotency_key: str | None = None
 
+    def __post_init__(self) -> None:
+        # The number's route must carry the message (producer.routing):
+        # refused here, per request, never inside a shared group commit.
+        self.spec.routing.destination(self.number)
+
 
 # --- the one path ---------------------------------------------------------------
 

@@ -159,12 +159,14 @@ def _zone(tz: str) -> ZoneInfo:
 
 
 def resolve_provider(name: str | None, settings: Settings) -> str:
-    """The provider account to use: ``name``, or the configured default."""
+    """The ``provider=`` asked for: an account or a route by name, or the
+    configured default account (:mod:`producer.routing` says where it sends)."""
     if name is None:
         return settings.default_provider_name
-    if name not in settings.providers:
+    if name not in settings.providers and name not in settings.routes:
         known = ", ".join(sorted(settings.providers))
-        raise InvalidField("provider", f"no provider named {name!r} (known: {known})")
+        routes = f"; routes: {', '.join(settings.routes)}" if settings.routes else ""
+        raise InvalidField("provider", f"no provider named {name!r} (known: {known}{routes})")
     return name
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
@@ -26,6 +26,11 @@ class AccountBase(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # What the vendor's API can carry of a message (routes compare them:
+    # providers.routes). A flash SMS; a sender named by the message.
+    carries_flash: ClassVar[bool] = False
+    carries_own_sender: ClassVar[bool] = False
+
     name: str = ""  # filled from the table name: [providers.<name>]
     url: HttpUrl
     rate: float = Field(default=100, gt=0, description="segments per second")
@@ -37,6 +42,11 @@ class AccountBase(BaseModel):
     def expects_reports(self) -> bool:
         """Silence from this account is evidence: it sends delivery reports."""
         return self.dlr
+
+    @property
+    def default_sender(self) -> str | None:
+        """The sender recipients see when a message names none (None: the provider's)."""
+        return None
 
 
 AccountT = TypeVar("AccountT", bound=AccountBase)

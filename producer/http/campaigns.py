@@ -295,8 +295,9 @@ def cancel_campaign(
 def campaign_report(
     campaign_id: str, request: Request, client: CurrentClient, session: DbSession
 ) -> StreamingResponse:
-    """Columns: ``to,message_id,status,error_code,error_detail,sent_at,finished_at``
-    (times in ISO 8601 UTC), in message order. Streamed: any size works."""
+    """Columns: ``to,message_id,status,error_code,error_detail,sent_at,finished_at,
+    provider,route`` (times in ISO 8601 UTC; ``route`` empty without one), in
+    message order. Streamed: any size works."""
     if session.scalar(select(Campaign.id).where(Campaign.id == campaign_id)) is None:
         raise _no_campaign()
     database = get_database(request)
@@ -324,6 +325,8 @@ def _report_chunks(database: Database, campaign_id: str) -> Iterator[bytes]:
                     _cell(row.error_detail),
                     _time(row.sent_at),
                     _time(row.finished_at),
+                    row.provider,
+                    row.route or "",
                 )
             )
             if n % REPORT_CHUNK_ROWS == 0:

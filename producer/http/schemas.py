@@ -72,7 +72,11 @@ class SendMessage(_Request):
     )
     sender: str | None = Field(default=None, description="sender name; default: the account's")
     send_at: str | None = Field(default=None, description=SEND_AT_DOC)
-    provider: str | None = Field(default=None, description="provider account; default: the first")
+    provider: str | None = Field(
+        default=None,
+        description="a provider account (that account only) or a route by name; "
+        "default: the first matching route, else SMSQ_DEFAULT_PROVIDER",
+    )
     callback_url: str | None = Field(
         default=None, description="status webhooks go here; default: the API key's webhook URL"
     )
@@ -130,7 +134,10 @@ class MessageOut(_FromView):
     kind: str
     campaign_id: str | None
     status: str
-    provider: str
+    provider: str = Field(description="the provider account of its last attempt")
+    route: str | None = Field(
+        description="the route of the providers file it goes by; null: sent on provider only"
+    )
     provider_message_id: str | None
     error_code: int | None
     error_detail: str | None
@@ -189,7 +196,11 @@ class CreateCampaign(_Request):
     text: str = Field(description="a template: {field} is filled from each recipient")
     recipients: CampaignRecipients
     send_at: str | None = Field(default=None, description=SEND_AT_DOC)
-    provider: str | None = None
+    provider: str | None = Field(
+        default=None,
+        description="a provider account or a route by name; default: each recipient's "
+        "first matching route, else SMSQ_DEFAULT_PROVIDER",
+    )
     sender: str | None = None
     phone_column: str = Field(default="phone", description="the number's key in a recipient object")
 

@@ -17,6 +17,11 @@ class BrandAccount(AccountBase):
     max_numbers: int = Field(default=500, ge=1, le=10_000)
 
     @property
+    def default_sender(self) -> str | None:
+        """brand sends every message under its brandID (no per-message sender, no flash)."""
+        return self.brand_id
+
+    @property
     def expects_reports(self) -> bool:
         """brand reports reach us only when they carry a callback key we accept."""
         return self.callback_key is not None

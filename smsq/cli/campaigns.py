@@ -84,7 +84,9 @@ def submit(
             "--at", help="start later: ISO 8601 with a zone, or 'YYYY-MM-DD HH:MM' in SMSQ_TIMEZONE"
         ),
     ] = None,
-    provider: Annotated[str | None, typer.Option("--provider", help="provider account")] = None,
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="provider account or route")
+    ] = None,
     sender: Annotated[str | None, typer.Option("--sender", help="sender id shown")] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="then show delivery progress until it is done")

@@ -44,7 +44,11 @@ def send(
         ),
     ] = None,
     provider: Annotated[
-        str | None, typer.Option("--provider", help="provider account (default: the default)")
+        str | None,
+        typer.Option(
+            "--provider",
+            help="provider account or route (default: routes, else the default account)",
+        ),
     ] = None,
     sender: Annotated[str | None, typer.Option("--sender", help="sender id shown")] = None,
     idempotency_key: Annotated[
@@ -113,6 +117,7 @@ def show(
         ("campaign", view.campaign_id or "-"),
         ("status", view.status),
         ("provider", view.provider),
+        ("route", view.route or "-"),
         ("provider id", view.provider_message_id or "-"),
         ("error", f"{view.error_code} {view.error_detail or ''}" if view.error_code else "-"),
         ("attempts", str(view.attempts)),

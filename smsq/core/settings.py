@@ -5,13 +5,16 @@ imports nothing of ours but the provider account schema. The names of the
 environment variables are a public interface.
 
 The providers file (``SMSQ_PROVIDERS_FILE``, TOML) holds one table per
-provider account. Without one, smsq uses two demo accounts that talk to the
-simulator on 127.0.0.1:8025, so the embedded default works on a bare machine.
+provider account and, optionally, ``[[routes]]`` across them
+(:mod:`providers.routes`, docs/routing.md). Without one, smsq uses two demo
+accounts that talk to the simulator on 127.0.0.1:8025, so the embedded
+default works on a bare machine.
 """
 
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from providers.accounts import VENDOR_NAMES, ProviderAccount
+from providers.routes import Route, RouteError, check_route
 
 SIMULATOR_URL = "http://127.0.0.1:8025"
 
@@ -60,6 +64,14 @@ _ACCOUNT = TypeAdapter[ProviderAccount](ProviderAccount)
 
 class ProvidersFileError(ValueError):
     """The providers file cannot be used; the message names file, table and field."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProvidersConfig:
+    """What the providers file holds: the accounts and the routes, in file order."""
+
+    accounts: dict[str, ProviderAccount]
+    routes: dict[str, Route]
 
 
 class Settings(BaseSettings):
@@ -218,10 +230,21 @@ class Settings(BaseSettings):
         return self.broker_url or self.redis_url
 
     @cached_property
-    def providers(self) -> dict[str, ProviderAccount]:
+    def providers_config(self) -> ProvidersConfig:
         if self.providers_file is None:
-            return parse_providers(DEFAULT_PROVIDERS, source="built-in demo providers")
-        return load_providers_file(self.providers_file)
+            accounts = parse_providers(DEFAULT_PROVIDERS, source="built-in demo providers")
+            return ProvidersConfig(accounts, {})
+        return load_providers_config(self.providers_file)
+
+    @property
+    def providers(self) -> dict[str, ProviderAccount]:
+        """The provider accounts, by name, in file order."""
+        return self.providers_config.accounts
+
+    @property
+    def routes(self) -> dict[str, Route]:
+        """The routes, by name, in file order (the first match wins); empty: none."""
+        return self.providers_config.routes
 
     @property
     def default_provider_name(self) -> str:
@@ -235,6 +258,11 @@ class Settings(BaseSettings):
 
 
 def load_providers_file(path: Path) -> dict[str, ProviderAccount]:
+    """The accounts of the providers file at ``path`` (its routes checked too)."""
+    return load_providers_config(path).accounts
+
+
+def load_providers_config(path: Path) -> ProvidersConfig:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -244,7 +272,9 @@ def load_providers_file(path: Path) -> dict[str, ProviderAccount]:
     tables = data.get("providers")
     if not isinstance(tables, dict) or not tables:
         raise ProvidersFileError(f"{path}: no [providers.<name>] table")
-    return parse_providers(tables, source=str(path))
+    accounts = parse_providers(tables, source=str(path))
+    routes = parse_routes(data.get("routes", []), accounts, source=str(path))
+    return ProvidersConfig(accounts, routes)
 
 
 def parse_providers(tables: dict[str, Any], *, source: str) -> dict[str, ProviderAccount]:
@@ -259,6 +289,30 @@ def parse_providers(tables: dict[str, Any], *, source: str) -> dict[str, Provide
             raise ProvidersFileError(f"{where}: {_describe(exc)}") from None
         accounts[name] = account
     return accounts
+
+
+def parse_routes(
+    tables: Any, accounts: dict[str, ProviderAccount], *, source: str
+) -> dict[str, Route]:
+    """The ``[[routes]]`` tables, checked against ``accounts`` and each other."""
+    if not isinstance(tables, list):
+        raise ProvidersFileError(f"{source}: routes must be [[routes]] tables (an array)")
+    routes: dict[str, Route] = {}
+    for number, table in enumerate(tables, 1):
+        name = table.get("name") if isinstance(table, dict) else None
+        shown = f" ({name!r})" if isinstance(name, str) else ""
+        where = f"{source}: [[routes]] #{number}{shown}"
+        if not isinstance(table, dict):
+            raise ProvidersFileError(f"{where}: must be a table")
+        try:
+            route = Route.model_validate(table)
+            check_route(route, accounts, taken=routes.keys())
+        except ValidationError as exc:
+            raise ProvidersFileError(f"{where}: {_describe(exc)}") from None
+        except RouteError as exc:
+            raise ProvidersFileError(f"{where}: {exc}") from None
+        routes[route.name] = route
+    return routes
 
 
 def _describe(exc: ValidationError) -> str:

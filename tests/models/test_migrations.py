@@ -73,3 +73,36 @@ def test_0006_backfills_was_scheduled_with_the_old_default_horizon(db_url: str) 
         "now": False,
         "single": False,  # a single message's history has its first event
     }
+
+
+def test_0007_adds_route_and_keeps_existing_rows(db_url: str) -> None:
+    # Rows from before 0007 were stored for one account: they keep it, no route.
+    downgrade(db_url, "0006")
+    engine = make_engine(db_url)
+    created = dt.datetime(2026, 3, 1, 12, 0)
+    messages = Table("messages", MetaData(), autoload_with=engine)
+    assert "route" not in messages.c
+    with engine.begin() as conn:
+        conn.execute(
+            insert(messages).values(
+                id="old",
+                to="+4917012345670",
+                text="Hi",
+                kind="otp",
+                provider="brand",
+                status="queued",
+                encoding="gsm7",
+                segments=1,
+                attempts=0,
+                stop_list=True,
+                flash=False,
+                client_id="",
+                created_at=created,
+                updated_at=created,
+            )
+        )
+    upgrade(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, provider, route FROM messages")).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [("old", "brand", None)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -61,3 +62,66 @@ def recorder(sessions: sessionmaker[Session]) -> RecordingEnqueuer:
 def events_of(session: Session) -> Callable[[str], list[str]]:
     """A message's event statuses, in order."""
     return lambda message_id: event_statuses(session, message_id)
+
+
+# --- a providers file with routes (docs/routing.md) ---------------------------------
+
+ROUTED_ACCOUNTS = """
+[providers.panel]
+adapter = "panelsms"
+url = "http://127.0.0.1:8025/sendMtSms.php"
+user = "demo@example.com"
+api_key = "demo-panel-key"
+sender = "SMSQ"
+
+[providers.panel2]
+adapter = "panelsms"
+url = "http://127.0.0.1:8025/sendMtSms.php"
+user = "second@example.com"
+api_key = "second-panel-key"
+sender = "SMSQ"
+
+[providers.brand]
+adapter = "brand"
+url = "http://127.0.0.1:8025/brand/send"
+key = "demo-brand-key"
+brand_id = "SMSQ"
+"""
+
+# Order matters: the first route whose conditions hold wins.
+ROUTES = """
+[[routes]]
+name = "otp-dach"
+kinds = ["otp"]
+countries = ["DE", "AT", "CH"]
+accounts = ["brand", "panel"]
+
+[[routes]]
+name = "fr-mobile"
+prefixes = ["+336", "+337"]
+accounts = ["panel2", "panel"]
+
+[[routes]]
+name = "uk"
+kinds = ["transactional", "campaign"]
+countries = ["GB", "JE"]
+accounts = ["panel2"]
+
+[[routes]]
+name = "bulk"
+kinds = ["campaign"]
+accounts = ["panel", "brand"]
+weights = [70, 30]
+"""
+
+
+@pytest.fixture
+def providers_file(tmp_path: Path) -> Callable[[str], Path]:
+    """Write a providers file: the three accounts above and ``routes`` (TOML)."""
+
+    def write(routes: str = ROUTES) -> Path:
+        path = tmp_path / "providers.toml"
+        path.write_text(ROUTED_ACCOUNTS + routes)
+        return path
+
+    return write

@@ -395,3 +395,88 @@ def test_counts_are_stored_on_the_campaign(producer: Producer, session: Session)
         )
         == 10
     )
+
+
+# --- routes (docs/routing.md) -----------------------------------------------------
+
+# Numbers of several countries and the (provider, route) each is stored with
+# by the routes of tests/producer/conftest.py: fr-mobile by prefix before bulk,
+# uk by country, everything else bulk.
+ROUTED_NUMBERS = {
+    "+33612345678": ("panel2", "fr-mobile"),
+    "+33751234567": ("panel2", "fr-mobile"),
+    "+33123456789": ("panel", "bulk"),  # French, not a mobile prefix
+    "+447400123456": ("panel2", "uk"),
+    "+447797712345": ("panel2", "uk"),  # Jersey
+    "+4915123456789": ("panel", "bulk"),
+    "+43664123456": ("panel", "bulk"),
+    "+12015550123": ("panel", "bulk"),
+    "+15062345678": ("panel", "bulk"),
+    "+393123456789": ("panel", "bulk"),
+    "+48512345678": ("panel", "bulk"),
+}
+
+
+@pytest.fixture
+def routed(
+    db_url: str,
+    sessions: sessionmaker[Session],
+    recorder: RecordingEnqueuer,
+    providers_file: Any,
+) -> Producer:
+    settings = Settings(
+        database_url=db_url,
+        schedule_horizon=HORIZON,
+        batch_size=BATCH,
+        max_parts=2,
+        providers_file=providers_file(),
+        default_provider="panel",
+    )
+    return Producer(settings, sessions, recorder, clock=lambda: NOW)
+
+
+def test_each_campaign_row_is_stored_with_its_own_route(
+    routed: Producer, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("producer.campaign_ingestion.FIRST_CHUNK", 4)  # several chunks
+    session.add(Suppression(number="+48512345678"))
+    session.commit()
+    receipt = routed.submit_campaign("mixed", list(ROUTED_NUMBERS), "Sale")
+    assert (receipt.accepted, receipt.suppressed) == (len(ROUTED_NUMBERS), 1)
+    stored = {m.to: (m.provider, m.route) for m in messages(session, receipt.campaign_id).values()}
+    assert stored == ROUTED_NUMBERS
+    assert campaign(session, receipt.campaign_id).provider == "panel"  # the default account
+
+
+def test_a_campaign_named_for_a_route_or_an_account_uses_it_for_every_row(
+    routed: Producer, session: Session
+) -> None:
+    by_route = routed.submit_campaign("r", list(ROUTED_NUMBERS), "Sale", provider="uk")
+    by_account = routed.submit_campaign("a", list(ROUTED_NUMBERS), "Sale", provider="brand")
+    assert {(m.provider, m.route) for m in messages(session, by_route.campaign_id).values()} == {
+        ("panel2", "uk")
+    }
+    assert {(m.provider, m.route) for m in messages(session, by_account.campaign_id).values()} == {
+        ("brand", None)
+    }
+    assert campaign(session, by_route.campaign_id).provider == "uk"
+
+
+def test_a_campaign_sender_a_route_cannot_carry_is_refused_before_reading(
+    routed: Producer, session: Session
+) -> None:
+    def rows() -> Iterator[str]:
+        raise AssertionError("no row is read")
+        yield ""
+
+    with pytest.raises(InvalidField) as info:
+        routed.submit_campaign("s", rows(), "Sale", sender="SHOP")
+    assert info.value.field == "sender"
+    assert "route 'bulk'" in str(info.value) and "account 'brand'" in str(info.value)
+    assert session.scalar(select(func.count()).select_from(Campaign)) == 0
+
+
+def test_without_routes_campaign_rows_have_none(producer: Producer, session: Session) -> None:
+    receipt = producer.submit_campaign("plain", [number(i) for i in range(3)], "Sale")
+    stored = {(m.provider, m.route) for m in messages(session, receipt.campaign_id).values()}
+    assert stored == {("panel", None)}

@@ -196,7 +196,7 @@ def test_report_rows_stream_every_recipient_in_id_order(
     rows = list(report_rows(session, campaign.id))
 
     assert rows == [
-        ReportRow(m.to, m.id, "failed", 5, "no route", None, NOW)
+        ReportRow(m.to, m.id, "failed", 5, "no route", None, NOW, m.provider, None)
         for m in sorted(made, key=lambda m: m.id)
     ]
     assert list(report_rows(session, "none")) == []

@@ -9,7 +9,7 @@ import phonenumbers
 import pytest
 
 from producer.errors import InvalidField
-from producer.numbers import _parse, normalize_number
+from producer.numbers import _parse, normalize_number, region_of
 
 
 def _outcome(fn: object, value: str) -> str:
@@ -65,3 +65,37 @@ def test_compacted_numbers_get_the_full_parsers_answer() -> None:
 )
 def test_written_numbers_come_out_as_e164(value: str, e164: str) -> None:
     assert normalize_number(value) == e164
+
+
+def test_the_region_of_a_number_is_libphonenumbers() -> None:
+    # Every valid E.164 form of the examples above, with its region by the parser.
+    checked = set()
+    for value in _written_ways():
+        try:
+            e164 = normalize_number(value)
+        except InvalidField:
+            continue
+        checked.add(e164)
+    assert len(checked) > 1000
+    for e164 in sorted(checked):
+        expected = phonenumbers.region_code_for_number(phonenumbers.parse(e164))
+        if expected in ("001", "ZZ"):
+            expected = None
+        assert region_of(e164) == expected, e164
+
+
+@pytest.mark.parametrize(
+    ("e164", "region"),
+    [
+        ("+4915123456789", "DE"),
+        ("+447400123456", "GB"),
+        ("+447797712345", "JE"),  # +44 is shared with the Crown dependencies
+        ("+12015550123", "US"),
+        ("+15062345678", "CA"),
+        ("+79123456789", "RU"),
+        ("+77710009998", "KZ"),
+        ("+80012345678", None),  # international freephone: no country
+    ],
+)
+def test_region_of_shared_and_non_geographic_codes(e164: str, region: str | None) -> None:
+    assert region_of(e164) == region

@@ -363,3 +363,60 @@ def test_send_raises_unavailable_quickly_when_the_database_is_away() -> None:
     assert "s3cret" not in str(error) and "127.0.0.1" not in str(error)
     assert isinstance(error, ConnectionError)
     assert pickle.loads(pickle.dumps(error)).service == "database"
+
+
+# --- routes (docs/routing.md) -----------------------------------------------------
+
+
+@pytest.fixture
+def routed(
+    db_url: str,
+    sessions: sessionmaker[Session],
+    recorder: RecordingEnqueuer,
+    providers_file: Callable[..., Any],
+) -> Producer:
+    settings = make_settings(db_url).model_copy(
+        update={"providers_file": providers_file(), "default_provider": "panel"}
+    )
+    return Producer(settings, sessions, recorder, clock=lambda: NOW)
+
+
+def test_a_send_is_stored_with_its_route_and_the_route_s_first_account(
+    routed: Producer, session: Session
+) -> None:
+    sent = {
+        "de otp": routed.send("+4915123456789", "Code 1", kind="otp"),
+        "fr otp": routed.send("+33612345678", "Code 2", kind="otp"),
+        "us otp": routed.send("+12015550123", "Code 3", kind="otp"),
+        "gb": routed.send("+447400123456", "Shipped"),
+        "de named route": routed.send("+4917012345678", "Hi", provider="uk"),
+        "de named account": routed.send("+4915123456789", "Code 4", kind="otp", provider="brand"),
+    }
+    stored = {name: row(session, r.id) for name, r in sent.items()}
+    assert {name: (m.provider, m.route) for name, m in stored.items()} == {
+        "de otp": ("brand", "otp-dach"),
+        "fr otp": ("panel2", "fr-mobile"),
+        "us otp": ("panel", None),  # no route matches: SMSQ_DEFAULT_PROVIDER
+        "gb": ("panel2", "uk"),
+        "de named route": ("panel2", "uk"),
+        "de named account": ("brand", None),
+    }
+
+
+def test_a_message_its_route_cannot_carry_is_refused(
+    routed: Producer, recorder: RecordingEnqueuer, session: Session
+) -> None:
+    with pytest.raises(InvalidField) as info:
+        routed.send("+4915123456789", "Code 1", kind="otp", flash=True)
+    assert info.value.field == "flash"
+    assert "route 'otp-dach'" in str(info.value)
+    assert session.scalar(select(func.count()).select_from(Message)) == 0
+    assert recorder.calls == []
+    # On a route of panelsms accounts a flash SMS is fine.
+    ok = routed.send("+33612345678", "Code 2", kind="otp", flash=True)
+    assert (row(session, ok.id).route, row(session, ok.id).flash) == ("fr-mobile", True)
+
+
+def test_without_routes_no_message_has_one(producer: Producer, session: Session) -> None:
+    receipt = producer.send("+4915123456789", "Code", kind="otp")
+    assert (row(session, receipt.id).provider, row(session, receipt.id).route) == ("panel", None)

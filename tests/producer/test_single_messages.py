@@ -151,3 +151,38 @@ def test_send_each_honours_each_items_own_stop_list_choice(
         ],
     )
     assert [getattr(r, "status", r) for r in receipts] == ["suppressed", "queued"]
+
+
+def test_a_number_whose_route_cannot_carry_the_message_is_refused_before_the_batch(
+    db_url: str,
+    sessions: sessionmaker[Session],
+    recorder: RecordingEnqueuer,
+    providers_file: Any,
+    session: Session,
+) -> None:
+    # A sender of its own: fine on the French route (panelsms accounts), not on
+    # the German OTP route (brand always sends its brandID). Refused when the
+    # request is checked, so a batch of other requests is not failed with it.
+    settings = Settings(database_url=db_url, providers_file=providers_file())
+    producer = Producer(settings, sessions, recorder, clock=lambda: NOW)
+    spec = check_message(
+        settings,
+        now=NOW,
+        text="Code 1234",
+        kind="otp",
+        send_at=None,
+        provider=None,
+        validity=None,
+        sender="SHOP",
+        callback_url=None,
+        stop_list=True,
+        flash=False,
+        client_id="shop",
+        idempotency_key=None,
+    )
+    with pytest.raises(InvalidField) as info:
+        CheckedSend("+4915123456789", spec)
+    assert info.value.field == "sender" and "route 'otp-dach'" in info.value.reason
+    (receipt,) = send_each(producer, [CheckedSend("+33612345678", spec)])
+    stored = session.get_one(Message, receipt.id)  # type: ignore[union-attr]
+    assert (stored.route, stored.provider, stored.sender) == ("fr-mobile", "panel2", "SHOP")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from models.tables import ApiKey, Message, MessageEvent, Suppression
 from producer.api import Producer
 from producer.keys import KeyState, verify_key
 from smsq.cli import app, common
-from smsq.core.settings import get_settings
+from smsq.core.settings import DEFAULT_PROVIDERS, get_settings
 
 runner = CliRunner()
 
@@ -162,6 +163,33 @@ def test_message_show_has_the_history_but_never_the_text(cli: Cli) -> None:
     assert result.exit_code == 0 and "history" in result.stdout
     for output in (json.dumps(out), result.output):
         assert "55 11 22" not in output
+
+
+def test_message_show_has_the_provider_and_the_route(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    plain = cli.json("send", "--to", "+491701234567", "--text", "Hi")
+    routes = '\n[[routes]]\nname = "otp"\nkinds = ["otp"]\naccounts = ["brand", "panel"]\n'
+    path = tmp_path / "providers.toml"
+    accounts = "".join(
+        f"[providers.{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
+        for name, table in DEFAULT_PROVIDERS.items()
+    )
+    path.write_text(accounts + routes)
+    monkeypatch.setenv("SMSQ_PROVIDERS_FILE", str(path))
+    get_settings.cache_clear()
+    otp = cli.json("send", "--to", "+491701234567", "--text", "Code", "--kind", "otp")
+    named = cli.json("send", "--to", "+491701234567", "--text", "Hi", "--provider", "otp")
+
+    shown = [cli.json("message", "show", sent["id"]) for sent in (plain, otp, named)]
+
+    assert [(out["provider"], out["route"]) for out in shown] == [
+        ("panel", None),
+        ("brand", "otp"),
+        ("brand", "otp"),
+    ]
+    assert re.search(r"route\s*│\s*otp", cli("message", "show", otp["id"]).stdout)
+    assert re.search(r"route\s*│\s*-", cli("message", "show", plain["id"]).stdout)
 
 
 def test_an_unknown_message_is_a_failure(cli: Cli) -> None:

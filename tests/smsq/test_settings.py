@@ -150,3 +150,122 @@ def test_missing_providers_file(tmp_path: Path, clean_env: pytest.MonkeyPatch) -
     clean_env.setenv("SMSQ_PROVIDERS_FILE", str(tmp_path / "absent.toml"))
     with pytest.raises(ProvidersFileError, match=r"absent\.toml: file not found"):
         _ = Settings().providers
+
+
+# --- routes -----------------------------------------------------------------------
+
+ROUTED = (
+    GOOD.replace('brand_id = "ACME"', 'brand_id = "SMSQ"')
+    + """
+[[routes]]
+name = "otp"
+kinds = ["otp"]
+countries = ["DE", "AT"]
+prefixes = ["+49151"]
+accounts = ["brand", "panel"]
+
+[[routes]]
+name = "bulk"
+kinds = ["campaign"]
+accounts = ["panel", "brand"]
+weights = [70, 30]
+"""
+)
+
+
+def test_routes_are_read_in_file_order(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("SMSQ_PROVIDERS_FILE", str(write(tmp_path, ROUTED)))
+    settings = Settings()
+    assert list(settings.routes) == ["otp", "bulk"]
+    otp, bulk = settings.routes.values()
+    assert (otp.kinds, otp.countries, otp.prefixes, otp.accounts, otp.weights) == (
+        ("otp",),
+        ("DE", "AT"),
+        ("+49151",),
+        ("brand", "panel"),
+        None,
+    )
+    assert (bulk.accounts, bulk.weights) == (("panel", "brand"), (70, 30))
+    assert set(settings.providers) == {"panel", "brand"}
+
+
+def test_without_routes_there_are_none(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+    assert Settings().routes == {}  # the built-in demo providers
+    clean_env.setenv("SMSQ_PROVIDERS_FILE", str(write(tmp_path, GOOD)))
+    assert Settings().routes == {}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ('accounts = ["brand", "panel"]', 'accounts = ["brand", "acme"]'),
+            r"\[\[routes\]\] #1 \('otp'\): field 'accounts': no account named 'acme' "
+            r"\(known: brand, panel\)",
+        ),
+        (
+            ('accounts = ["brand", "panel"]', "accounts = []"),
+            r"#1 \('otp'\): field 'accounts': .*must not be empty",
+        ),
+        (
+            ('accounts = ["brand", "panel"]', 'accounts = ["brand", "brand"]'),
+            r"#1 \('otp'\): field 'accounts': .*'brand' listed twice",
+        ),
+        (
+            ("weights = [70, 30]", "weights = [70]"),
+            r"#2 \('bulk'\): field 'weights': .*1 weights for 2 accounts",
+        ),
+        (
+            ("weights = [70, 30]", "weights = [70, 0]"),
+            r"#2 \('bulk'\): field 'weights.1': .*greater than 0",
+        ),
+        (
+            ('kinds = ["campaign"]', 'kinds = ["bulk"]'),
+            r"#2 \('bulk'\): field 'kinds.0': .*'otp', 'transactional' or 'campaign'",
+        ),
+        (
+            ('countries = ["DE", "AT"]', 'countries = ["DE", "EU"]'),
+            r"#1 \('otp'\): field 'countries': .*unknown country code 'EU'",
+        ),
+        (
+            ('prefixes = ["+49151"]', 'prefixes = ["0049151"]'),
+            r"#1 \('otp'\): field 'prefixes': .*prefix '0049151'",
+        ),
+        (
+            ('name = "bulk"', 'name = "otp"'),
+            r"#2 \('otp'\): field 'name': a route named 'otp' comes earlier",
+        ),
+        (
+            ('name = "bulk"', 'name = "panel"'),
+            r"#2 \('panel'\): field 'name': 'panel' is an account's name",
+        ),
+        (
+            ('name = "bulk"\n', ""),
+            r"\[\[routes\]\] #2: field 'name': Field required",
+        ),
+        (
+            ('brand_id = "SMSQ"', 'brand_id = "ACME"'),
+            r"#1 \('otp'\): field 'accounts': the accounts show recipients different senders "
+            r"\(brand: 'ACME', panel: 'SMSQ'\)",
+        ),
+    ],
+)
+def test_a_bad_route_names_file_table_and_field(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch, change: tuple[str, str], expected: str
+) -> None:
+    old, new = change
+    assert old in ROUTED
+    path = write(tmp_path, ROUTED.replace(old, new, 1))
+    clean_env.setenv("SMSQ_PROVIDERS_FILE", str(path))
+    with pytest.raises(ProvidersFileError, match=expected) as info:
+        _ = Settings().routes
+    message = str(info.value)
+    assert message.startswith(f"{path}: ")
+    assert "s3cret" not in message and "cb-secret" not in message
+
+
+def test_routes_must_be_an_array_of_tables(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, GOOD + '\n[routes.otp]\naccounts = ["panel"]\n')
+    clean_env.setenv("SMSQ_PROVIDERS_FILE", str(path))
+    with pytest.raises(ProvidersFileError, match=r"routes must be \[\[routes\]\] tables"):
+        _ = Settings().providers

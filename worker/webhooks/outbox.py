@@ -216,6 +216,7 @@ def _change(
         message_id=message.id,
         to=message.to,
         provider=message.provider,
+        route=message.route,
         provider_message_id=message.provider_message_id,
         error_code=code if code is not None or not current else message.error_code,
         error_detail=detail if detail is not None or not current else message.error_detail,

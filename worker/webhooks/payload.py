@@ -26,6 +26,7 @@ class StatusChange:
     message_id: str
     to: str
     provider: str
+    route: str | None  # the route of the providers file; None: sent on provider only
     provider_message_id: str | None
     error_code: int | None
     error_detail: str | None
@@ -43,6 +44,7 @@ def build_payload(change: StatusChange, *, now: dt.datetime) -> str:
             "status": change.status,
             "to": change.to,
             "provider": change.provider,
+            "route": change.route,
             "provider_message_id": change.provider_message_id,
             "error_code": change.error_code,
             "error_detail": change.error_detail,

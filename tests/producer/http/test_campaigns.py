@@ -23,7 +23,7 @@ from producer.http import campaigns
 from producer.keys import create_key
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
-REPORT_HEADER = "to,message_id,status,error_code,error_detail,sent_at,finished_at"
+REPORT_HEADER = "to,message_id,status,error_code,error_detail,sent_at,finished_at,provider,route"
 
 
 def number(i: int) -> str:
@@ -391,7 +391,9 @@ async def test_report_csv_has_one_row_per_recipient(
         )
     )
     session.execute(
-        update(Message).where(Message.id == second.id).values(status=S.DELIVERED, sent_at=NOW)
+        update(Message)
+        .where(Message.id == second.id)
+        .values(status=S.DELIVERED, sent_at=NOW, provider="brand", route="bulk")
     )
     session.commit()
 
@@ -414,12 +416,15 @@ async def test_report_csv_has_one_row_per_recipient(
         "error_detail": "'=HYPERLINK(evil), no route",
         "sent_at": "2026-03-01T12:00:00Z",
         "finished_at": "2026-03-01T12:00:03Z",
+        "provider": first.provider,
+        "route": "",
     }
     assert (table[1]["status"], table[1]["error_code"], table[1]["finished_at"]) == (
         "delivered",
         "",
         "",
     )
+    assert (table[1]["provider"], table[1]["route"]) == ("brand", "bulk")
     assert {r["status"] for r in table[2:]} == {"queued"}
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from models.ledger import apply_status
@@ -232,6 +232,24 @@ async def test_a_message_shows_its_history_but_not_its_text(
         ("failed", "worker", 12),
     ]
     assert body["events"][1]["created_at"] == "2026-03-01T12:00:00Z"
+
+
+async def test_a_message_shows_its_provider_and_route(
+    api: httpx.AsyncClient, session: Session
+) -> None:
+    plain = (await api.post("/v1/messages", json={"to": number(1), "text": "Hi"})).json()["id"]
+    routed = (await api.post("/v1/messages", json={"to": number(2), "text": "Hi"})).json()["id"]
+    session.execute(
+        update(Message).where(Message.id == routed).values(provider="brand", route="otp")
+    )
+    session.commit()
+
+    shown = [(await api.get(f"/v1/messages/{mid}")).json() for mid in (plain, routed)]
+
+    assert [(body["provider"], body["route"]) for body in shown] == [
+        ("panel", None),
+        ("brand", "otp"),
+    ]
 
 
 async def test_another_clients_message_is_404_like_a_missing_one(

@@ -85,6 +85,7 @@ def test_each_applied_event_makes_exactly_one_delivery(
         "status": "sent",
         "to": msg.to,
         "provider": "panel",
+        "route": None,
         "provider_message_id": "p-1",
         "error_code": None,
         "error_detail": None,
@@ -108,6 +109,16 @@ def test_failure_details_are_in_the_payload(
         12,
         "bad number",
     )
+
+
+def test_the_payload_names_the_account_and_the_route(
+    session: Session, make_message: Callable[..., Message]
+) -> None:
+    msg = make_message(callback_url=URL, status="sent", provider="brand", route="otp")
+    add_event(session, msg, "sent")
+    dispatch(session, OutboxCursor(), now=now())
+    data = json.loads(deliveries(session)[0].payload)["data"]
+    assert (data["provider"], data["route"]) == ("brand", "otp")
 
 
 def test_an_event_committed_late_with_a_lower_id_is_picked_up(
