@@ -88,6 +88,11 @@ class ChaosStack(Stack):
                 "SMSQ_DEFAULT_PROVIDER": "panel",
                 "SMSQ_PUBLIC_URL": self.api_url,
                 "SMSQ_API_RATE_LIMIT": "1000000",
+                **(
+                    {"SMSQ_INGEST_STALL_AFTER": str(args.ingest_stall_after)}
+                    if args.ingest_stall_after is not None
+                    else {}
+                ),
             },
         )
         # The driver's own reads must not hang while PostgreSQL is away.

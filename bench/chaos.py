@@ -62,6 +62,9 @@ QUICK = {
     "provider_timeout": 3.0,
     "upload_rows": 20_000,
     "upload_wait": 40.0,
+    # The upload's heartbeat stops with the API: the sweeper (every 15 s)
+    # cancels the campaign this long after; 15 + 15 s fit the 40 s above.
+    "ingest_stall_after": 15,
 }
 
 
@@ -210,6 +213,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--provider-timeout", type=float, help="the account's timeout (10)")
     ap.add_argument("--upload-rows", type=int, help="rows of the killed upload (60000)")
     ap.add_argument("--upload-wait", type=float, help="seconds to settle after that kill (90)")
+    ap.add_argument(
+        "--ingest-stall-after",
+        type=int,
+        help="SMSQ_INGEST_STALL_AFTER of the stack (its default, 60; quick 15)",
+    )
     ap.add_argument("--seed", type=int, default=10, help="which children are killed")
     ap.add_argument(
         "--postgres-cluster",
@@ -237,7 +245,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "error_for": 60.0,
         "provider_timeout": 10.0,
         "upload_rows": 60_000,
-        "upload_wait": 90.0,
+        "upload_wait": 90.0,  # covers SMSQ_INGEST_STALL_AFTER (60) + a sweep (15)
+        "ingest_stall_after": None,  # the setting's default
     }
     for name, value in (QUICK if args.quick else full).items():
         if getattr(args, name) is None:

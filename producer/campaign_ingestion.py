@@ -43,6 +43,19 @@ messages is pending, and the promoter starts a ``scheduled`` one):
   until the last chunk is in, and then moves to its real status;
 - a scheduled campaign is ``draft`` while it is read, ``scheduled`` after.
 
+The held message is also the upload's heartbeat: its ``updated_at`` is
+touched with every chunk committed and, while no chunk is (a slow client),
+every :data:`HEARTBEAT_EVERY` seconds by a timer that hands a one-row
+``UPDATE`` to the writer thread (the session's only user while reading). A
+held message untouched for ``SMSQ_INGEST_STALL_AFTER`` belongs to an
+ingesting process that died (``kill -9``, a lost machine): the sweeper
+cancels its campaign (``worker.ingest_stall``). Ingestion that outlives such
+a cancel (a process frozen for a minute) writes its last chunks into a
+cancelled campaign -- the worker claims none of them and the sweeper cancels
+them -- and its final settle is a no-op: the held message is no longer
+``accepted``, the campaign no longer has the status ingestion set, and the
+receipt answers ``cancelled``.
+
 A campaign with nothing to send (every row rejected, or every accepted number
 on the stop list, or no rows) is ``finished`` at once, with ``finished_at``;
 its counts say why. It is not ``cancelled``: nobody cancelled it. A campaign
@@ -54,6 +67,8 @@ the worker claims none of them, since a retried upload would send them twice.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -67,7 +82,7 @@ from sqlalchemy.orm import Session
 from models.ledger import settle_first_status
 from models.sms_text import Encoding, SmsText, TextError, analyze
 from models.status import CampaignStatus, MessageStatus
-from models.tables import Campaign
+from models.tables import Campaign, Message, utcnow
 from producer.campaign_templates import Template
 from producer.campaign_writers import Row, Shared, load_stop_list, new_ids, writer_for
 from producer.csv_rows import BadRow
@@ -81,6 +96,9 @@ log = structlog.get_logger("smsq.producer")
 
 FIRST_CHUNK = 1000  # rows in the first bulk insert: sending starts early
 POLL_EVERY = 1000  # rows read between looks at whether the chunk in flight is in
+# Seconds between touches of the held message while nothing else touches it;
+# SMSQ_INGEST_STALL_AFTER (at least 10) must be several of these.
+HEARTBEAT_EVERY = 5.0
 
 S = MessageStatus
 _GSM7 = Encoding.GSM7
@@ -160,10 +178,18 @@ class Ingestion:
     are enqueued here, after its commit, as soon as this thread notices.
     """
 
-    def __init__(self, session: Session, plan: CampaignPlan, enqueue: Enqueue) -> None:
+    def __init__(
+        self,
+        session: Session,
+        plan: CampaignPlan,
+        enqueue: Enqueue,
+        *,
+        heartbeat_every: float | None = None,
+    ) -> None:
         self.session = session
         self.plan = plan
         self.enqueue = enqueue
+        self.heartbeat_every = HEARTBEAT_EVERY if heartbeat_every is None else heartbeat_every
         self.writer = writer_for(
             session,
             Shared(
@@ -194,19 +220,30 @@ class Ingestion:
         self.held: tuple[str, MessageStatus] | None = None  # the first message, kept accepted
         self._executor: ThreadPoolExecutor | None = None
         self._in_flight: Future[tuple[Chunk, int]] | None = None
+        # The heartbeat (see the module docstring); the held id and the last
+        # touch are the writer thread's.
+        self._held_id: str | None = None
+        self._last_touch = time.monotonic()
+        self._touched: Future[None] | None = None
+        self._stop_beat = threading.Event()
+        self._beat: threading.Thread | None = None
+        self.cancelled_meanwhile = False  # the held message was moved by someone else
 
     def run(self, recipients: Iterable[Recipient]) -> CampaignReceipt:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="smsq-ingest")
         try:
             self.stop_list = load_stop_list(self.session)
             self.session.rollback()  # end the read transaction: the writer begins its own
+            self._start_heartbeat()
             self._read(recipients)
             self._hand_over()
             self._collect()
         except BaseException:
+            self._stop_heartbeat()
             self._abandon()
             raise
         finally:
+            self._stop_heartbeat()
             self._executor.shutdown()
         return self._finish()
 
@@ -333,6 +370,75 @@ class Ingestion:
             self.to_enqueue.extend(chunk.queued)
             self._enqueue_batches(final=False)
 
+    # --- the heartbeat -----------------------------------------------------------
+
+    def _start_heartbeat(self) -> None:
+        self._beat = threading.Thread(
+            target=self._heartbeat, name="smsq-ingest-heartbeat", daemon=True
+        )
+        self._beat.start()
+
+    def _heartbeat(self) -> None:
+        """Timer thread: have the writer touch the held message when nothing did
+        for ``heartbeat_every`` (never two touches queued at once)."""
+        assert self._executor is not None
+        while not self._stop_beat.wait(self.heartbeat_every / 4):
+            if time.monotonic() - self._last_touch < self.heartbeat_every:
+                continue
+            if self._touched is not None and not self._touched.done():
+                continue
+            try:
+                self._touched = self._executor.submit(self._touch)
+            except RuntimeError:  # the executor is shutting down
+                return
+
+    def _stop_heartbeat(self) -> None:
+        """Stop the timer and wait for its last touch: the session is then free
+        for this thread again."""
+        self._stop_beat.set()
+        if self._beat is not None:
+            self._beat.join()
+            self._beat = None
+        if self._touched is not None:
+            wait([self._touched])
+            self._touched = None
+
+    def _touch(self) -> None:
+        """Writer thread: touch the held message in a transaction of its own."""
+        if self._held_id is None:
+            return  # nothing written yet: nothing the sweeper could cancel
+        try:
+            self._touch_held()
+            self.session.commit()
+        except Exception as exc:
+            # A database blip: the next touch or chunk tries again, and a
+            # chunk that fails ends the ingestion (``_abandon``).
+            self.session.rollback()
+            log.warning(
+                "could not touch a campaign's upload heartbeat",
+                campaign_id=self.plan.campaign_id,
+                error=type(exc).__name__,
+            )
+
+    def _touch_held(self) -> None:
+        """Writer thread, inside its transaction: one UPDATE by primary key."""
+        assert self._held_id is not None
+        self._last_touch = time.monotonic()
+        touched = self.session.execute(
+            update(Message)
+            .where(Message.id == self._held_id, Message.status == S.ACCEPTED.value)
+            .values(updated_at=utcnow())
+            .returning(Message.id)
+        ).first()
+        if touched is None and not self.cancelled_meanwhile:
+            self.cancelled_meanwhile = True
+            log.warning(
+                "campaign cancelled while its upload is read: the rest is written, never sent",
+                campaign_id=self.plan.campaign_id,
+            )
+
+    # --- failure ----------------------------------------------------------------
+
     def _abandon(self) -> None:
         """Reading or writing failed: cancel what was written, so none of a
         half-read list is sent (a retried upload would send it twice)."""
@@ -389,6 +495,10 @@ class Ingestion:
                 )
                 prepared = self.writer.prepare(chunk.rows)
         self.writer.write(session, prepared)
+        if chunk.held is not None:
+            self._held_id = chunk.held[0]
+        if self._held_id is not None:
+            self._touch_held()  # written with the plan's time: touch it now
         session.execute(
             update(Campaign)
             .where(Campaign.id == self.plan.campaign_id)
@@ -459,6 +569,15 @@ class Ingestion:
                 )
         session.commit()
         current = session.scalar(select(Campaign.status).where(Campaign.id == plan.campaign_id))
+        if current == CampaignStatus.CANCELLED:
+            # By an operator, or by the sweeper when the heartbeat stopped for
+            # SMSQ_INGEST_STALL_AFTER: the receipt says so, nothing more is sent.
+            log.warning(
+                "campaign cancelled while its upload was read",
+                campaign_id=plan.campaign_id,
+                accepted=self.accepted,
+            )
+            self.to_enqueue.clear()
         if not plan.scheduled:
             self._enqueue_batches(final=True)
         return CampaignReceipt(

@@ -525,6 +525,8 @@ class ReconcileReport:
     """Rows of dead workers that never went out, back to ``queued`` (``worker.recovery``)."""
     dead_owner_unknown: int = 0
     """Rows of dead workers that may have gone out, now ``unknown``."""
+    stalled_uploads: int = 0
+    """Campaigns cancelled because their upload stopped (``worker.ingest_stall``)."""
 
 
 def reconcile(
@@ -571,6 +573,7 @@ def reconcile(
             live_claims=live_claims(store) if store is not None else None,
             live_patience=settings.outcome_write_patience,
             dead_worker_resend_after=settings.dead_worker_resend_after,
+            ingest_stall_after=settings.ingest_stall_after,
         )
     with sessions() as session:
         replay_orphans(session, status_field_of=report_status_field)
@@ -589,6 +592,7 @@ def reconcile(
         tasks_published=tasks + recovered.tasks_published,
         dead_owner_requeued=recovered.requeued,
         dead_owner_unknown=recovered.unknown,
+        stalled_uploads=len(plan.stalled_uploads),
     )
     log.info("reconcile", **{k: v for k, v in vars(report).items()})
     return report

@@ -26,7 +26,10 @@ Redis may lose (a restart without persistence, ``FLUSHALL``). Every
    it stays ``unknown`` for an operator.
 5. **Campaigns.** A running campaign with nothing left to send is finished; one
    whose start task was lost (messages still ``scheduled`` after its start) is
-   started again.
+   started again. A campaign whose upload stopped -- its held ``accepted``
+   message untouched for ``SMSQ_INGEST_STALL_AFTER``: the ingesting process
+   died -- is cancelled first, its unsent rows with it
+   (``worker.ingest_stall``).
 
 Every step is idempotent: a duplicate task is harmless because sends are
 claimed.
@@ -46,6 +49,7 @@ from models.status import CampaignStatus, EventSource, MessageStatus
 from models.tables import Campaign, Message
 from smsq.core.names import QUEUE_FOR_KIND
 from worker.campaign_progress import finish_campaigns
+from worker.ingest_stall import cancel_stalled_uploads
 from worker.unknown_resend import unknown_due
 
 S = MessageStatus
@@ -59,6 +63,7 @@ class SweepPlan:
     requeue: dict[str, list[str]] = field(default_factory=dict)  # queue -> ids
     resend_unknown: dict[str, list[str]] = field(default_factory=dict)  # queue -> ids
     restart_campaigns: list[str] = field(default_factory=list)
+    stalled_uploads: list[str] = field(default_factory=list)  # campaigns cancelled
     leases_expired: int = 0
     broker_lost: bool = False
 
@@ -79,11 +84,13 @@ def sweep(
     live_claims: Callable[[list[str]], Collection[str]] | None = None,
     live_patience: float = 0.0,
     dead_worker_resend_after: float | None = None,
+    ingest_stall_after: float | None = None,
 ) -> SweepPlan:
     """Decide and record one sweep; commits. See the module docstring.
 
     ``live_claims`` tells which of the given lease tokens belong to a live
     owner (``worker.owners``); their rows get ``live_patience`` seconds more.
+    ``ingest_stall_after`` (None: not looked at) is ``SMSQ_INGEST_STALL_AFTER``.
     """
     plan = SweepPlan(broker_lost=broker_lost)
     stale = now - dt.timedelta(seconds=requeue_after)
@@ -156,9 +163,14 @@ def sweep(
         dead_worker_after=dead_worker_resend_after,
     )
 
-    # 5. Campaigns. A cancelled one's rows that went back to queued after the
-    # cancel (a retry answered late, a chunk of an upload still being read)
-    # are cancelled too.
+    # 5. Campaigns. One whose upload stopped is cancelled. A cancelled one's
+    # rows that went back to queued after the cancel (a retry answered late,
+    # a chunk of an upload still being read) are cancelled too.
+    if ingest_stall_after is not None:
+        plan.stalled_uploads = [
+            s.campaign_id
+            for s in cancel_stalled_uploads(session, now=now, stall_after=ingest_stall_after)
+        ]
     cancelled = session.scalars(
         select(Campaign.id).where(
             Campaign.status == CampaignStatus.CANCELLED,

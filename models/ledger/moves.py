@@ -273,8 +273,10 @@ def move_campaign_messages(
     to: MessageStatus,
     source: EventSource,
     now: dt.datetime,
+    detail: str | None = None,
 ) -> int:
-    """Move a campaign's messages in ``from_statuses`` to ``to``; how many moved."""
+    """Move a campaign's messages in ``from_statuses`` to ``to``; how many moved.
+    ``detail`` goes on each move's event (why, for whoever reads the history)."""
     moved = move_where(
         session,
         to,
@@ -282,6 +284,7 @@ def move_campaign_messages(
         from_statuses=from_statuses,
         source=source,
         now=now,
+        detail=detail,
     )
     return len(moved)
 

@@ -456,6 +456,7 @@ def reconcile_command(as_json: JsonFlag = False) -> None:
         table.add_row("sends whose lease ran out -> unknown", f"{report.leases_expired:,}")
         table.add_row("unknown messages resent once", f"{report.resend_unknown:,}")
         table.add_row("campaigns restarted", f"{report.restarted_campaigns:,}")
+        table.add_row("campaigns cancelled: upload stopped", f"{report.stalled_uploads:,}")
         table.add_row("tasks published", f"{report.tasks_published:,}")
         console.print(table)
 

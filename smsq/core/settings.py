@@ -148,6 +148,12 @@ class Settings(BaseSettings):
     requeue_after: int = Field(
         default=60, gt=0, description="re-enqueue 'queued' rows untouched this long"
     )
+    ingest_stall_after: int = Field(
+        default=60,
+        ge=10,
+        description="cancel a campaign whose upload has not been heard from this long "
+        "(its ingesting process died; the upload touches it every 5 s)",
+    )
     visibility_timeout: int = Field(
         default=3600, gt=0, description="Redis broker: redeliver unacked tasks after this"
     )

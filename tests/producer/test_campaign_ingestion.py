@@ -12,13 +12,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.tables import Campaign, Message, MessageEvent, Suppression
-from producer import campaign_writers
+from producer import campaign_ingestion, campaign_writers
 from producer.api import Producer
 from producer.campaign_history import implied_first_event
 from producer.campaign_ingestion import FIRST_CHUNK
 from producer.errors import InvalidField
 from producer.receipts import MAX_ERRORS
 from smsq.core.settings import Settings
+from worker.ingest_stall import cancel_stalled_uploads
 
 NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
 HORIZON = 120
@@ -480,3 +481,69 @@ def test_without_routes_campaign_rows_have_none(producer: Producer, session: Ses
     receipt = producer.submit_campaign("plain", [number(i) for i in range(3)], "Sale")
     stored = {(m.provider, m.route) for m in messages(session, receipt.campaign_id).values()}
     assert stored == {("panel", None)}
+
+
+# --- the heartbeat of an upload (worker.ingest_stall) ---------------------------
+
+
+def held_touched_at(sessions: sessionmaker[Session]) -> dt.datetime | None:
+    """The held ('accepted') message's updated_at, read in a session of its own."""
+    with sessions() as other:
+        return other.scalar(select(Message.updated_at).where(Message.status == "accepted"))
+
+
+def test_a_slow_upload_keeps_touching_its_held_message(
+    producer: Producer, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(campaign_ingestion, "HEARTBEAT_EVERY", 0.1)
+    seen: list[dt.datetime | None] = []
+
+    def rows() -> Iterator[str]:
+        for i in range(FIRST_CHUNK + 10):
+            if i == FIRST_CHUNK + 1:
+                # A client that sends nothing for a while: no chunk is
+                # committed, yet the held message is touched.
+                time.sleep(0.3)  # the first chunk is in
+                seen.append(held_touched_at(sessions))
+                time.sleep(0.6)
+                seen.append(held_touched_at(sessions))
+            yield number(i)
+
+    receipt = producer.submit_campaign("slow", rows(), "Hello")
+
+    assert (receipt.accepted, receipt.status) == (FIRST_CHUNK + 10, "running")
+    first, later = seen
+    assert first is not None and later is not None
+    assert later - first >= dt.timedelta(seconds=0.3)
+
+
+def test_an_upload_cancelled_as_stalled_settles_nothing_and_says_cancelled(
+    producer: Producer,
+    recorder: RecordingEnqueuer,
+    sessions: sessionmaker[Session],
+    session: Session,
+) -> None:
+    """A process frozen past SMSQ_INGEST_STALL_AFTER comes back after the
+    sweeper cancelled its campaign: the late settle is a no-op."""
+
+    def rows() -> Iterator[str]:
+        for i in range(FIRST_CHUNK + 1500):
+            if i == FIRST_CHUNK + 500:
+                time.sleep(0.3)  # the first chunk is in
+                with sessions() as sweeper:
+                    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+                    assert cancel_stalled_uploads(sweeper, now=later, stall_after=60)
+                    sweeper.commit()
+            yield number(i)
+
+    receipt = producer.submit_campaign("frozen", rows(), "Hello")
+
+    assert receipt.status == "cancelled"
+    stored = campaign(session, receipt.campaign_id)
+    assert stored.status == "cancelled"
+    by_number = messages(session, receipt.campaign_id)
+    held = by_number[number(0)]
+    assert held.status == "cancelled" and held.id not in recorder.ids
+    # Rows written after the cancel are never claimed (the campaign is not
+    # running) and the next sweep cancels them; none of them was enqueued at the end.
+    assert Counter(m.status for m in by_number.values())["cancelled"] == FIRST_CHUNK
