@@ -90,13 +90,19 @@ class Router:
         )
 
     def assign(
-        self, messages: Iterable[Claimed], down: Collection[str]
+        self, messages: Iterable[Claimed], down: Collection[str], probing: Collection[str] = ()
     ) -> tuple[list[Claimed], list[Claimed]]:
         """``(to send, unroutable)``: each routed message with its account chosen;
-        unrouted ones unchanged. Unroutable: no account of its route is healthy."""
+        unrouted ones unchanged. Unroutable: no account of its route is healthy.
+
+        An account in ``probing`` (breaker open, its probe due) gets one
+        message of the batch, the probe, while another account can take the
+        rest: the others would only be given back until the probe answers.
+        """
         chosen: list[Claimed] = []
         stuck: list[Claimed] = []
         healthy: dict[str, list[str]] = {}
+        probed: set[str] = set()
         for message in messages:
             if not self.is_routed(message):
                 chosen.append(message)
@@ -109,7 +115,10 @@ class Router:
             if not up:
                 stuck.append(message)
                 continue
-            account = up[0] if route.weights is None else self._weighted(route, up)
+            offer = [a for a in up if a not in probed] or up
+            account = offer[0] if route.weights is None else self._weighted(route, offer)
+            if account in probing:
+                probed.add(account)
             if account != message.provider:
                 message = replace(message, provider=account)
             chosen.append(message)

@@ -161,7 +161,8 @@ async def send_batch(
     result = BatchResult()
     now = ctx.clock()
     token = ctx.owner.token() if ctx.owner is not None else secrets.token_hex(8)
-    holding = {} if resend_unknown else _holding_accounts(ctx)
+    probing: set[str] = set()
+    holding = {} if resend_unknown else _holding_accounts(ctx, probing)
     # An unknown row is resent on the account that may have it, never re-routed.
     router = (
         ctx.router if ctx.router is not None and ctx.router.routes and not resend_unknown else None
@@ -190,7 +191,7 @@ async def send_batch(
         )
         if router is not None:
             stored = {m.id: m.provider for m in claimed}
-            claimed, stuck = router.assign(claimed, down)
+            claimed, stuck = router.assign(claimed, down, probing)
             # Before anything is sent: ``provider`` names the account that may have it.
             assign_accounts(
                 session,
@@ -618,19 +619,23 @@ def _paused_accounts(ctx: SendContext, accounts: Iterable[str]) -> frozenset[str
     return frozenset(paused)
 
 
-def _holding_accounts(ctx: SendContext) -> dict[str, float]:
-    """Accounts whose open breaker holds every message, and for how long."""
+def _holding_accounts(ctx: SendContext, probing: set[str] | None = None) -> dict[str, float]:
+    """Accounts whose open breaker holds every message, and for how long;
+    ``probing`` gets those whose breaker is open with a probe due."""
     if ctx.health is None:
         return {}
     holding = {}
     for provider in ctx.adapters:
         try:
-            wait = ctx.health(provider).holding()
+            health = ctx.health(provider)
+            wait = health.holding()
         except Exception:  # Redis away: claim as usual; the gate decides per chunk
             log.warning("provider health not read", provider=provider, exc_info=True)
             continue
         if wait > 0:
             holding[provider] = wait
+        elif probing is not None and health.probe_due:
+            probing.add(provider)
     return holding
 
 

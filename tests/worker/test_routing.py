@@ -112,3 +112,20 @@ def test_an_account_that_refused_is_avoided_for_a_moment_unless_it_is_the_last()
     assert accounts(router, "otp", 2, {"b", "c"}) == {"a": 2}  # nothing else: a after all
     clock.now += AVOID_AFTER_REFUSAL + 0.1
     assert accounts(router, "otp", 2, set()) == {"a": 2}
+
+
+@pytest.mark.parametrize("route", [FAILOVER, SPLIT])
+def test_an_account_whose_probe_is_due_gets_one_message_the_rest_go_elsewhere(
+    route: Route,
+) -> None:
+    router = Router({route.name: route})
+    accounts(router, route.name, 3, set())  # some round-robin state before
+    chosen, _ = router.assign([message(i, route.name) for i in range(10)], set(), {"a"})
+    assert Counter(m.provider for m in chosen)["a"] == 1
+
+
+def test_an_account_whose_probe_is_due_takes_everything_when_it_is_the_only_one() -> None:
+    router = Router({"otp": FAILOVER})
+    assert accounts(router, "otp", 1, set()) == {"a": 1}
+    chosen, _ = router.assign([message(i, "otp") for i in range(4)], {"b", "c"}, {"a"})
+    assert Counter(m.provider for m in chosen) == {"a": 4}

@@ -8,6 +8,7 @@ account received. Breakers are on fakeredis, as in test_sending_breaker.py.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,7 @@ from providers.base import Rejected
 from providers.errors import TransportError
 from providers.routes import Route
 from providers.simulator import mock_transport
-from worker.provider_health import BreakerSettings, ProviderHealth
+from worker.provider_health import BreakerSettings, BreakerState, ProviderHealth
 from worker.routing import Router
 from worker.sending import REROUTED_DETAIL, send_batch
 from worker.throttle import pause_provider
@@ -231,3 +232,17 @@ async def test_the_resend_of_an_unknown_row_stays_on_the_account_that_may_have_i
     [row] = rows(session, [id_])
     assert (row.status, row.provider) == (S.SENT, "panel")
     assert routed.endpoints.requests == {"panel": 1}
+
+
+async def test_when_the_probe_is_due_one_message_probes_the_rest_go_out_elsewhere(
+    routed: Routed, session: Session
+) -> None:
+    routed.settings = BreakerSettings(failures=5, min_answers=50, probe_interval=0.05)
+    routed.open_breaker("panel")
+    await asyncio.sleep(0.1)  # the probe is due (Redis's clock: real time)
+    ids = routed.messages(5)
+    result = await routed.send(ids)
+    assert (result.written.sent, result.released) == (5, 0)
+    assert Counter(r.provider for r in rows(session, ids)) == {"panel": 1, "brand": 4}
+    health = ProviderHealth(routed.store, "panel", routed.settings)
+    assert health.state().state is BreakerState.CLOSED  # the probe answered
