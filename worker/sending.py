@@ -13,6 +13,12 @@ flight. A group that would wait longer than ``MAX_TOKEN_WAIT`` gives its
 unsent messages back (``queued``, not an attempt) and they are re-enqueued
 with a countdown, so no worker slot is held waiting.
 
+A message on a route (``messages.route``) gets its account after the claim
+(:mod:`worker.routing`): the first healthy account of the route, or its
+weighted share; a route is held back unclaimed only when every account is
+down. A routed request that never reached its account (``TransportError``)
+gives its messages back unsent for another account of the route.
+
 While a batch is out, its lease is renewed every third of the lease, so the
 sweeper only takes rows from a worker that stopped (killed, frozen). A row the
 sweeper did take is dropped from the batch before it is sent: the sweeper
@@ -216,7 +222,8 @@ async def send_batch(
         return result
     given_back = GivenBack()
     if stuck:
-        # Every account of their routes went down between the reads and the claim.
+        # None expected (the claim held routes with every account down); should
+        # one slip through, it waits rather than going out on a down account.
         given_back.add(stuck, min(holding.values(), default=PAUSED_WAIT), detail=NO_ACCOUNT_DETAIL)
     campaigns = {m.campaign_id for m in [*claimed, *stuck] if m.campaign_id}
     # Every log line of a one-campaign batch names it; the binding ends with the batch.
