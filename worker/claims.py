@@ -48,6 +48,8 @@ class Claimed:
     flash: bool
     expires_at: dt.datetime | None
     campaign_id: str | None
+    route: str | None = None
+    """The route whose accounts may carry it (``worker.routing``); None: ``provider`` only."""
 
 
 _CLAIMED_COLUMNS = (
@@ -64,6 +66,7 @@ _CLAIMED_COLUMNS = (
     Message.flash,
     Message.expires_at,
     Message.campaign_id,
+    Message.route,
 )
 
 
@@ -90,11 +93,16 @@ def claim(
     token: str,
     resend_unknown: bool = False,
     hold_providers: Collection[str] = (),
+    routes: Collection[str] = (),
+    hold_routes: Collection[str] = (),
 ) -> list[Claimed]:
     """Move the claimable ones of ``ids`` to ``sending``; return them.
 
     Rows of the accounts in ``hold_providers`` (an open circuit breaker) are
-    not claimed: they stay as they are, without an event or an attempt.
+    not claimed: they stay as they are, without an event or an attempt. A
+    row on one of ``routes`` (the routes the worker chooses an account for)
+    is held instead when its route is in ``hold_routes`` (every account
+    down), whatever its ``provider``.
 
     ``token`` marks the rows as this claim's: a worker that wakes up after the
     sweeper took its rows cannot renew or write them as its own.
@@ -128,8 +136,9 @@ def claim(
     else:
         source = S.QUEUED
         where = _due(now)
-    if hold_providers:
-        where.append(Message.provider.not_in(list(hold_providers)))
+    held = _held(hold_providers, routes, hold_routes)
+    if held is not None:
+        where.append(~held)
     rows = move_where(
         session,
         S.SENDING,
@@ -143,17 +152,47 @@ def claim(
     return [Claimed(*row) for row in rows]
 
 
+def _held(
+    providers: Collection[str], routes: Collection[str], hold_routes: Collection[str]
+) -> ColumnElement[bool] | None:
+    """The rows a claim holding ``providers`` and ``hold_routes`` leaves alone; None: none."""
+    by_provider: ColumnElement[bool] | None = (
+        Message.provider.in_(list(providers)) if providers else None
+    )
+    if not routes:
+        return by_provider
+    if by_provider is not None:
+        # A row whose route this worker does not know goes by its provider.
+        by_provider = and_(
+            or_(Message.route.is_(None), Message.route.not_in(list(routes))), by_provider
+        )
+    by_route = (
+        and_(Message.route.is_not(None), Message.route.in_(list(hold_routes)))
+        if hold_routes
+        else None
+    )
+    if by_provider is None or by_route is None:
+        return by_provider if by_route is None else by_route
+    return or_(by_route, by_provider)
+
+
 def held_back(
-    session: Session, ids: Sequence[str], providers: Collection[str]
+    session: Session,
+    ids: Sequence[str],
+    providers: Collection[str],
+    *,
+    routes: Collection[str] = (),
+    hold_routes: Collection[str] = (),
 ) -> list[tuple[str, str, str]]:
-    """``(id, kind, provider)`` of the queued rows among ``ids`` that belong to ``providers``:
-    what a claim holding those accounts left for a later wake-up."""
-    if not ids or not providers:
+    """``(id, kind, provider)`` of the queued rows among ``ids`` that a claim with the
+    same holds (:func:`claim`) left for a later wake-up."""
+    held = _held(providers, routes, hold_routes) if ids else None
+    if held is None:
         return []
     query = select(Message.id, Message.kind, Message.provider).where(
         Message.id.in_(list(ids)),
         Message.status == S.QUEUED,
-        Message.provider.in_(list(providers)),
+        held,
     )
     return [(id_, kind, provider) for id_, kind, provider in session.execute(query)]
 

@@ -158,6 +158,9 @@ class ProviderHealth:
         self._script = _script_for(client)
         self._monotonic = monotonic
         self._hold_until = self._fresh_until = 0.0
+        self.probe_due = False
+        """The last :meth:`holding` found it open with its probe due (not closed):
+        routing offers such an account one message, for the probe."""
 
     def gate(self) -> Gate:
         """May this caller send now? Takes the fleet's probe when one is due."""
@@ -179,6 +182,7 @@ class ProviderHealth:
         if now < self._fresh_until:
             return max(0.0, self._hold_until - now)
         state, wait_ms = self._call("peek")
+        self.probe_due = state == "probe"
         hold = int(wait_ms) / 1000 if state == "open" else 0.0
         self._hold_until = now + hold
         fresh = {"open": hold, "closed": PEEK_FRESH}.get(state, 0.0)  # a due probe: ask again

@@ -32,6 +32,7 @@ from smsq.core.settings import Settings
 from worker.owners import Owner
 from worker.provider_health import ProviderHealth, breaker_settings
 from worker.retry_policy import RetryPolicy
+from worker.routing import Router
 from worker.sending import SendContext
 from worker.throttle import TokenBucket
 from worker.webhooks.outbox import OutboxCursor
@@ -99,6 +100,7 @@ class Runtime:
             name: make_adapter(account, public_url=s.public_url, max_parts=s.max_parts)
             for name, account in s.providers.items()
         }
+        self.router = Router(s.routes)  # its round-robin state lives as long as the process
         self.policy = RetryPolicy(base=s.retry_base, cap=s.retry_cap, max_attempts=s.max_attempts)
         self.webhook_client = make_client()
         # Status events at or below it are all made into deliveries (worker.webhooks.outbox).
@@ -170,6 +172,7 @@ class Runtime:
             send_concurrency=self.settings.send_concurrency,
             outcome_patience=self.settings.outcome_write_patience,
             owner=self.owner,
+            router=self.router,
         )
 
     def now(self) -> dt.datetime:

@@ -13,6 +13,12 @@ flight. A group that would wait longer than ``MAX_TOKEN_WAIT`` gives its
 unsent messages back (``queued``, not an attempt) and they are re-enqueued
 with a countdown, so no worker slot is held waiting.
 
+A message on a route (``messages.route``) gets its account after the claim
+(:mod:`worker.routing`): the first healthy account of the route, or its
+weighted share; a route is held back unclaimed only when every account is
+down. A routed request that never reached its account (``TransportError``)
+gives its messages back unsent for another account of the route.
+
 While a batch is out, its lease is renewed every third of the lease, so the
 sweeper only takes rows from a worker that stopped (killed, frozen). A row the
 sweeper did take is dropped from the batch before it is sent: the sweeper
@@ -45,11 +51,11 @@ import structlog
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.ledger import RowMove, write_claimed_moves
+from models.ledger import RowMove, assign_accounts, write_claimed_moves
 from models.ledger.reports import replay_orphans
 from models.status import MessageKind
 from providers.base import Accepted, Adapter, Outbound, Outcome, Recipient, Rejected
-from providers.errors import OutcomeUnknown, Throttled
+from providers.errors import OutcomeUnknown, Throttled, TransportError
 from providers.registry import report_status_field
 from smsq.core.names import QUEUE_FOR_KIND
 from smsq.core.publisher import Publisher
@@ -68,13 +74,17 @@ from worker.outcomes import Written, decide_outcomes
 from worker.owners import Owner
 from worker.provider_health import BreakerState, ProviderHealth, is_outage_failure
 from worker.retry_policy import RetryPolicy
-from worker.throttle import TokenBucket
+from worker.routing import Router
+from worker.throttle import PAUSED_WAIT, TokenBucket
 
 log = structlog.get_logger("smsq.worker")
 
 MAX_TOKEN_WAIT = 5.0  # seconds a batch may wait for tokens before giving rows back
 ERROR_RETRY_DELAY = 5.0  # seconds before rows given back after an internal error are retried
 HELD_DETAIL = "released unsent: the provider's circuit breaker is open"
+REROUTED_DETAIL = "released unsent: the account could not be reached; its route has another"
+NO_ACCOUNT_DETAIL = "released unsent: no account of its route is healthy"
+FAILOVER_WAIT = 1.0  # seconds before a message given back for another account of its route
 
 
 @dataclass
@@ -97,6 +107,8 @@ class SendContext:
     owner: Owner | None = None
     """This process as the owner of its claims (``worker.owners``): names them and
     marks what goes on the wire, so a dead worker's rows are recovered in seconds."""
+    router: Router | None = None
+    """The routes of the providers file (``worker.routing``); None or empty: no routes."""
 
 
 @dataclass
@@ -106,13 +118,23 @@ class GivenBack:
     rows: list[Claimed] = field(default_factory=list)
     waits: list[float] = field(default_factory=list)
     held: set[str] = field(default_factory=set)  # held back by an open circuit breaker
+    details: dict[str, str] = field(default_factory=dict)  # other reasons, by id
 
-    def add(self, rows: Iterable[Claimed], wait: float, *, held: bool = False) -> None:
+    def add(
+        self, rows: Iterable[Claimed], wait: float, *, held: bool = False, detail: str | None = None
+    ) -> None:
         rows = list(rows)
         self.rows.extend(rows)
         self.waits.append(wait)
         if held:
             self.held.update(m.id for m in rows)
+        elif detail is not None:
+            self.details.update((m.id, detail) for m in rows)
+
+    def detail(self, message_id: str) -> str:
+        if message_id in self.held:
+            return HELD_DETAIL
+        return self.details.get(message_id, WAITING_FOR_TOKENS)
 
     @property
     def wait(self) -> float:
@@ -145,7 +167,20 @@ async def send_batch(
     result = BatchResult()
     now = ctx.clock()
     token = ctx.owner.token() if ctx.owner is not None else secrets.token_hex(8)
-    holding = {} if resend_unknown else _holding_accounts(ctx)
+    probing: set[str] = set()
+    holding = {} if resend_unknown else _holding_accounts(ctx, probing)
+    # An unknown row is resent on the account that may have it, never re-routed.
+    router = (
+        ctx.router if ctx.router is not None and ctx.router.routes and not resend_unknown else None
+    )
+    down: frozenset[str] = frozenset(holding)
+    routes: list[str] = []
+    hold_routes: set[str] = set()
+    if router is not None:
+        down = down | _paused_accounts(ctx, router.accounts())
+        routes = list(router.routes)
+        hold_routes = router.held_routes(down)
+    stuck: list[Claimed] = []
     with ctx.sessions() as session:
         if not resend_unknown:
             result.expired_unsent = len(expire_overdue(session, ids, now=now))
@@ -157,13 +192,25 @@ async def send_batch(
             token=token,
             resend_unknown=resend_unknown,
             hold_providers=holding,
+            routes=routes,
+            hold_routes=hold_routes,
         )
+        if router is not None:
+            stored = {m.id: m.provider for m in claimed}
+            claimed, stuck = router.assign(claimed, down, probing)
+            # Before anything is sent: ``provider`` names the account that may have it.
+            assign_accounts(
+                session,
+                {m.id: m.provider for m in claimed if m.provider != stored[m.id]},
+                token=token,
+            )
         session.commit()
-        held = held_back(session, ids, holding)
-    result.claimed = len(claimed)
+        held = held_back(session, ids, holding, routes=routes, hold_routes=hold_routes)
+    result.claimed = len(claimed) + len(stuck)
     if held:
-        # Left queued, untouched: woken again when the breaker's probe is due.
-        wait = max(holding.values()) + (ctx.rng or random).uniform(0, 1.0)
+        # Left queued, untouched: woken again when the breaker's probe is due
+        # (a route held only by an operator's pause: when a paused bucket says).
+        wait = max(holding.values(), default=PAUSED_WAIT) + (ctx.rng or random).uniform(0, 1.0)
         queues: dict[str, list[str]] = {}
         for id_, kind, provider in held:
             queues.setdefault(QUEUE_FOR_KIND[kind], []).append(id_)
@@ -171,13 +218,18 @@ async def send_batch(
         for queue, held_ids in queues.items():
             ctx.publisher.send_messages(held_ids, queue=queue, countdown=wait)
         result.released += len(held)
-    if not claimed:
+    if not claimed and not stuck:
         return result
-    campaigns = {m.campaign_id for m in claimed if m.campaign_id}
+    given_back = GivenBack()
+    if stuck:
+        # None expected (the claim held routes with every account down); should
+        # one slip through, it waits rather than going out on a down account.
+        given_back.add(stuck, min(holding.values(), default=PAUSED_WAIT), detail=NO_ACCOUNT_DETAIL)
+    campaigns = {m.campaign_id for m in [*claimed, *stuck] if m.campaign_id}
     # Every log line of a one-campaign batch names it; the binding ends with the batch.
     bound = {"campaign_id": campaigns.pop()} if len(campaigns) == 1 else {}
     with structlog.contextvars.bound_contextvars(**bound):
-        await _send_claimed(ctx, claimed, token, now, result)
+        await _send_claimed(ctx, claimed, token, now, result, given_back, down)
     return result
 
 
@@ -187,13 +239,14 @@ async def _send_claimed(
     token: str,
     now: dt.datetime,
     result: BatchResult,
+    given_back: GivenBack,
+    down: frozenset[str],
 ) -> None:
     groups: dict[_GroupKey, list[Claimed]] = {}
     for message in claimed:
         groups.setdefault(_group_key(message, now), []).append(message)
     outcomes: list[tuple[Claimed, Outcome]] = []
-    given_back = GivenBack()
-    lease = _Lease(ctx, [m.id for m in claimed], token)
+    lease = _Lease(ctx, [m.id for m in claimed], token, down)
     keeper = asyncio.create_task(lease.keep())
     try:
         await asyncio.gather(
@@ -207,7 +260,7 @@ async def _send_claimed(
 
     later = ctx.clock()
     result.written, moves = decide_outcomes(outcomes, now=later, policy=ctx.policy, rng=ctx.rng)
-    await _store_outcomes(ctx, claimed, given_back, moves, token, later)
+    await _store_outcomes(ctx, [*claimed, *given_back.rows], given_back, moves, token, later)
     if ctx.owner is not None:
         ctx.owner.forget(token)
     with ctx.sessions() as session:
@@ -267,11 +320,10 @@ async def _store_outcomes(
             with ctx.sessions() as session:
                 if given_back.rows:
                     retry_at = later + dt.timedelta(seconds=given_back.wait)
-                    held = given_back.held
-                    for ids, detail in (
-                        ([m.id for m in given_back.rows if m.id not in held], WAITING_FOR_TOKENS),
-                        ([m.id for m in given_back.rows if m.id in held], HELD_DETAIL),
-                    ):
+                    by_detail: dict[str, list[str]] = {}
+                    for m in given_back.rows:
+                        by_detail.setdefault(given_back.detail(m.id), []).append(m.id)
+                    for detail, ids in by_detail.items():
                         release(
                             session, ids, now=later, retry_at=retry_at, token=token, detail=detail
                         )
@@ -319,11 +371,14 @@ def _tokens(message: Claimed) -> int:
 class _Lease:
     """Keeps a batch's rows leased while it works; knows which it still owns."""
 
-    def __init__(self, ctx: SendContext, ids: list[str], token: str) -> None:
+    def __init__(
+        self, ctx: SendContext, ids: list[str], token: str, down: frozenset[str] = frozenset()
+    ) -> None:
         self.ctx = ctx
         self.ids = ids
         self.token = token
         self.owned = set(ids)
+        self.down = down  # accounts down when the batch claimed (worker.routing)
 
     async def keep(self) -> None:
         while True:
@@ -481,9 +536,8 @@ async def _send_chunk(
     finally:
         SEND_LATENCY.labels(provider=key.provider).observe(time.perf_counter() - started)
     one_request = adapter.max_recipients > 1  # one request carried every number
-    outcomes.extend(
-        _after_health(ctx, key.provider, messages, results, given_back, probe, one_request)
-    )
+    pairs = _after_health(ctx, key.provider, messages, results, given_back, probe, one_request)
+    outcomes.extend(_fail_over(ctx, key.provider, pairs, given_back, lease.down))
     if any(isinstance(r, Rejected) and isinstance(r.error, Throttled) for r in results):
         with contextlib.suppress(Exception):  # a slower bucket is an optimisation
             ctx.bucket(key.provider).penalize()
@@ -523,19 +577,72 @@ def _after_health(
     return kept
 
 
-def _holding_accounts(ctx: SendContext) -> dict[str, float]:
-    """Accounts whose open breaker holds every message, and for how long."""
+def _fail_over(
+    ctx: SendContext,
+    provider: str,
+    pairs: list[tuple[Claimed, Outcome]],
+    given_back: GivenBack,
+    down: frozenset[str],
+) -> list[tuple[Claimed, Outcome]]:
+    """Give back unsent, for another account of their route, the routed messages
+    whose request certainly never reached ``provider`` (refused, DNS, TLS, a
+    connect timeout: ``TransportError``); return the outcomes to record.
+
+    Nothing else moves: a read timeout or an unreadable answer may have been
+    accepted (``unknown`` stays on this account), and codes 6 and 7 are
+    answers (retried later on this account).
+    """
+    router = ctx.router
+    if router is None or not router.routes:
+        return pairs
+    kept: list[tuple[Claimed, Outcome]] = []
+    moved: list[Claimed] = []
+    for message, outcome in pairs:
+        never_sent = isinstance(outcome, Rejected) and isinstance(outcome.error, TransportError)
+        if never_sent and router.has_other(message, down):
+            moved.append(message)
+        else:
+            kept.append((message, outcome))
+    if moved:
+        router.avoid(provider)
+        log.info(
+            "account unreachable: messages go to another of their route",
+            provider=provider,
+            messages=len(moved),
+        )
+        given_back.add(moved, FAILOVER_WAIT, detail=REROUTED_DETAIL)
+    return kept
+
+
+def _paused_accounts(ctx: SendContext, accounts: Iterable[str]) -> frozenset[str]:
+    """The accounts among ``accounts`` an operator paused (``smsq fleet pause``)."""
+    paused = set()
+    for account in accounts:
+        try:
+            if ctx.bucket(account).is_paused():
+                paused.add(account)
+        except Exception:  # Redis away: route as usual; the bucket decides per chunk
+            log.warning("pause not read", provider=account, exc_info=True)
+    return frozenset(paused)
+
+
+def _holding_accounts(ctx: SendContext, probing: set[str] | None = None) -> dict[str, float]:
+    """Accounts whose open breaker holds every message, and for how long;
+    ``probing`` gets those whose breaker is open with a probe due."""
     if ctx.health is None:
         return {}
     holding = {}
     for provider in ctx.adapters:
         try:
-            wait = ctx.health(provider).holding()
+            health = ctx.health(provider)
+            wait = health.holding()
         except Exception:  # Redis away: claim as usual; the gate decides per chunk
             log.warning("provider health not read", provider=provider, exc_info=True)
             continue
         if wait > 0:
             holding[provider] = wait
+        elif probing is not None and health.probe_due:
+            probing.add(provider)
     return holding
 
 

@@ -14,7 +14,8 @@ to hold that).
   :func:`settle_first_status`), every row
   matching a condition (:func:`move_where`, :func:`move_campaign_messages`),
   per-row outcomes guarded by a claim's lease (:func:`write_claimed_moves`)
-  and an operator's re-queue (:func:`requeue_by_operator`).
+  and an operator's re-queue (:func:`requeue_by_operator`); the account a
+  claimed routed row goes out on (:func:`assign_accounts`, not a move).
 - :mod:`.reports` — delivery reports applied to their messages, set-based,
   with the orphans that overtook the worker (``record_reports``,
   ``replay_orphans``); it decides each move with :func:`moved_columns`.
@@ -23,6 +24,7 @@ to hold that).
 from models.ledger.moves import (
     RowMove,
     apply_status,
+    assign_accounts,
     copy_campaign_rows,
     first_columns,
     insert_campaign_rows,
@@ -38,6 +40,7 @@ from models.ledger.moves import (
 __all__ = [
     "RowMove",
     "apply_status",
+    "assign_accounts",
     "copy_campaign_rows",
     "first_columns",
     "insert_campaign_rows",

@@ -396,6 +396,29 @@ def write_claimed_moves(
     session.execute(insert(EVENTS), events)
 
 
+def assign_accounts(session: Session, accounts: Mapping[str, str], *, token: str) -> None:
+    """Name the account each claimed row (id -> account) goes out on, before it is sent.
+
+    A routed message's account is chosen at each attempt (``worker.routing``);
+    it is written before the request leaves so that ``provider`` always names
+    the account that may have it: an ``unknown`` row is resent, and its
+    delivery report matched, on that account only. Rows this claim
+    (``token``) no longer holds are left alone. Not a move: no event.
+    """
+    if not accounts:
+        return
+    session.connection().execute(
+        update(MESSAGES)
+        .where(
+            MESSAGES.c.id == bindparam("b_id"),
+            MESSAGES.c.status == S.SENDING.value,
+            MESSAGES.c.lease_token == bindparam("b_token"),
+        )
+        .values(provider=bindparam("b_provider")),
+        [{"b_id": i, "b_provider": a, "b_token": token} for i, a in accounts.items()],
+    )
+
+
 def _write_group(
     session: Session, to: MessageStatus, moves: Sequence[RowMove], *, now: dt.datetime, token: str
 ) -> None:

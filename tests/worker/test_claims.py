@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from models.ledger import assign_accounts
 from models.status import CampaignStatus, MessageStatus
 from models.tables import Campaign, Message
-from worker.claims import claim, expire_overdue, release, renew_lease
+from worker.claims import claim, expire_overdue, held_back, release, renew_lease
 
 S = MessageStatus
 C = CampaignStatus
@@ -295,3 +296,45 @@ def test_renew_lease_extends_only_rows_still_ours(
     assert stored(kept.id)["lease_until"] == at(100 + LEASE)
     assert stored(taken.id)["lease_until"] == at(LEASE)
     assert renew_lease(session, [], now=NOW, lease=LEASE, token=TOKEN) == set()
+
+
+# --- holding accounts and routes ---------------------------------------------------------
+
+# (route, provider) -> held? with panel holding and the route 'down' fully down.
+HOLDS: list[tuple[str | None, str, bool]] = [
+    (None, "panel", True),  # unrouted: its provider decides, as before routes
+    (None, "brand", False),
+    ("down", "brand", True),  # every account of its route down, whatever its provider
+    ("up", "panel", False),  # its route has another account: claimed, re-routed
+    ("removed", "panel", True),  # a route this worker does not know: by its provider
+    ("removed", "brand", False),
+]
+
+
+def test_a_claim_holds_unrouted_rows_by_provider_and_routed_rows_by_route(
+    session: Session, make_message: Callable[..., Message]
+) -> None:
+    messages = [make_message(status=S.QUEUED, route=r, provider=p) for r, p, _ in HOLDS]
+    ids = [m.id for m in messages]
+    holds: dict[str, Any] = {
+        "routes": ["down", "up"],
+        "hold_routes": ["down"],
+    }
+    taken = take(session, ids, hold_providers=["panel"], **holds)
+    expected_held = {m.id for m, (_, _, held) in zip(messages, HOLDS, strict=True) if held}
+    assert set(taken) == set(ids) - expected_held
+    left = held_back(session, ids, ["panel"], **holds)
+    assert {id_ for id_, _kind, _provider in left} == expected_held
+
+
+def test_assign_accounts_names_the_account_of_rows_still_in_our_claim(
+    session: Session, make_message: Callable[..., Message], stored: Stored, events: Events
+) -> None:
+    ours, theirs = (make_message(status=S.QUEUED, route="r") for _ in range(2))
+    take(session, [ours.id])
+    take(session, [theirs.id], token="claim-b")
+    before = len(events(ours.id))
+    assign_accounts(session, {ours.id: "brand", theirs.id: "brand"}, token=TOKEN)
+    session.commit()
+    assert (stored(ours.id)["provider"], stored(theirs.id)["provider"]) == ("brand", "panel")
+    assert len(events(ours.id)) == before  # not a move: no event
