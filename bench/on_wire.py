@@ -7,7 +7,9 @@ the same path already did per group before (``main``): one token-bucket
 acquire (``token_bucket.lua``). Client CPU (``time.process_time``) and wall
 time per group, and per message at the given group size, against a private
 ``redis-server`` it starts (so ``INFO commandstats`` gives Redis's own time
-per call without other clients' commands mixed in).
+per call without other clients' commands mixed in). Beside them, the two
+calls the circuit breaker (``worker.provider_health``) makes per request
+group: ``gate()`` before it and ``record()`` of its answers after it.
 
     .venv/bin/python bench/on_wire.py                         # groups of 1, 100, 500
     .venv/bin/python bench/on_wire.py --groups 20000 --sizes 1,100,500 --json on_wire.json
@@ -33,7 +35,9 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._stack import free_port
+from providers.base import Accepted
 from worker.owners import Owner
+from worker.provider_health import ProviderHealth
 from worker.throttle import TokenBucket
 
 
@@ -56,7 +60,12 @@ def server_usec(client: redis.Redis, command: str) -> float:
 
 
 def measure_size(
-    client: redis.Redis, bucket: TokenBucket, owner: Owner, size: int, groups: int
+    client: redis.Redis,
+    bucket: TokenBucket,
+    owner: Owner,
+    health: ProviderHealth,
+    size: int,
+    groups: int,
 ) -> dict[str, Any]:
     ids = [str(uuid.uuid4()) for _ in range(size)]
     tokens = [owner.token() for _ in range(groups + 200)]
@@ -67,6 +76,10 @@ def measure_size(
     mark_cpu, mark_wall = measure(lambda i: owner.mark(tokens[i], ids) and None, groups)
     mark_server = server_usec(client, "evalsha")
     forget_cpu, _ = measure(lambda i: owner.forget(tokens[i]), groups)
+    answers = [Accepted(i, i) for i in ids]
+    breaker_cpu, breaker_wall = measure(
+        lambda _i: health.gate() and health.record(answers) and None, groups
+    )
     return {
         "group_size": size,
         "main_acquire_cpu_us": round(before_cpu, 1),
@@ -77,6 +90,9 @@ def measure_size(
         "mark_cpu_us_per_message": round(mark_cpu / size, 2),
         "redis_usec_per_acquire": acquire_server,
         "redis_usec_per_mark": mark_server,
+        "breaker_cpu_us": round(breaker_cpu, 1),
+        "breaker_wall_us": round(breaker_wall, 1),
+        "breaker_cpu_us_per_message": round(breaker_cpu / size, 2),
     }
 
 
@@ -101,24 +117,27 @@ def main() -> int:
     bucket = TokenBucket(client, "bench", rate=1e9, burst=10**9)
     owner = Owner(client, ttl=60, marks_ttl=1080)
     assert owner.beat()
+    health = ProviderHealth(client, "bench")
     rows: list[dict[str, Any]] = []
     try:
         for size in (int(s) for s in args.sizes.split(",")):
-            rows.append(measure_size(client, bucket, owner, size, args.groups))
+            rows.append(measure_size(client, bucket, owner, health, size, args.groups))
     finally:
         client.close()
         server.terminate()
         server.wait(10)
     print(
         "| group size | main: acquire CPU µs (wall) | + mark CPU µs (wall) | mark CPU µs/message "
-        "| Redis µs per acquire / mark |"
+        "| Redis µs per acquire / mark | breaker gate+record CPU µs (wall) | per message |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['group_size']} | {r['main_acquire_cpu_us']} ({r['main_acquire_wall_us']}) "
             f"| {r['mark_cpu_us']} ({r['mark_wall_us']}) | {r['mark_cpu_us_per_message']} "
-            f"| {r['redis_usec_per_acquire']} / {r['redis_usec_per_mark']} |"
+            f"| {r['redis_usec_per_acquire']} / {r['redis_usec_per_mark']} "
+            f"| {r['breaker_cpu_us']} ({r['breaker_wall_us']}) "
+            f"| {r['breaker_cpu_us_per_message']} |"
         )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
