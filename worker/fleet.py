@@ -54,6 +54,7 @@ from worker.provider_health import BreakerState, HealthState, ProviderHealth, br
 from worker.recovery import Recovered, live_claims, recover
 from worker.sweeper import sweep
 from worker.throttle import TokenBucket, pause_provider, resume_provider
+from worker.unknown_resend import dead_worker_wait
 
 log = structlog.get_logger("smsq.fleet")
 
@@ -572,7 +573,7 @@ def reconcile(
             ],
             live_claims=live_claims(store) if store is not None else None,
             live_patience=settings.outcome_write_patience,
-            dead_worker_resend_after=settings.dead_worker_resend_after,
+            dead_worker_resend_after=dead_worker_wait(settings),
             ingest_stall_after=settings.ingest_stall_after,
         )
     with sessions() as session:

@@ -33,7 +33,7 @@ from smsq.core.names import QUEUE_FOR_KIND, QUEUE_OTP
 from smsq.core.publisher import Publisher
 from smsq.core.settings import Settings
 from worker.owners import Verdict, judge, on_wire
-from worker.unknown_resend import DIED_WHILE_SENDING, unknown_due
+from worker.unknown_resend import DIED_WHILE_SENDING, dead_worker_wait, unknown_due
 
 log = structlog.get_logger("smsq.worker")
 
@@ -140,7 +140,7 @@ def recover(
     with sessions() as session:
         recovered = recover_dead_owners(session, store, now=now)
         if settings is not None:
-            after = settings.dead_worker_resend_after
+            after = dead_worker_wait(settings)
             recovered.resend_unknown = unknown_due(
                 session,
                 now=now,

@@ -6,9 +6,10 @@ its request was on the wire). Where the account sends delivery reports, the
 absence of any report is evidence the provider does not have it, so it is
 resent once (``worker.claims.claim(resend_unknown=True)``: at most once,
 guarded by ``unknown_resends``) after ``SMSQ_UNKNOWN_RESEND_AFTER`` -- or
-after ``SMSQ_DEAD_WORKER_RESEND_AFTER`` for the rows of a worker that died
-mid-request (``worker.recovery``): those requests were cut by the kill, and
-waiting five minutes for them would stall a campaign. The sweep asks for
+``SMSQ_DEAD_WORKER_RESEND_AFTER`` after their request could last have left
+for the rows of a worker that died mid-request (``worker.recovery``): those
+requests were mostly cut by the kill, and waiting five minutes for them would
+stall a campaign. The sweep asks for
 both; the recovery, every few seconds, for the dead worker's rows only.
 """
 
@@ -22,10 +23,21 @@ from sqlalchemy.orm import Session
 from models.status import EventSource, MessageStatus
 from models.tables import Message, MessageEvent
 from smsq.core.names import QUEUE_FOR_KIND
+from smsq.core.settings import Settings
 
 S = MessageStatus
 
 DIED_WHILE_SENDING = "worker died while sending"  # the row's error_detail (worker.recovery)
+
+
+def dead_worker_wait(settings: Settings) -> float:
+    """Seconds after the recovery made a dead worker's row ``unknown`` before
+    its resend: ``SMSQ_DEAD_WORKER_RESEND_AFTER`` counts from when its request
+    could last have left, and the recovery only learns of a death once the
+    owner's key expired -- at least ``SMSQ_OWNER_TTL`` less one heartbeat
+    period (a quarter of it) after the kill."""
+    already = settings.owner_ttl * 3 / 4
+    return max(0.0, settings.dead_worker_resend_after - already)
 
 
 def unknown_due(

@@ -127,7 +127,7 @@ class Settings(BaseSettings):
         default=300, gt=0, description="resend an 'unknown' message once, if no report came"
     )
     dead_worker_resend_after: int = Field(
-        default=30,
+        default=20,
         gt=0,
         description="... sooner when its worker died mid-request (no report by then)",
     )

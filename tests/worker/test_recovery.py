@@ -198,10 +198,12 @@ def test_a_dead_owners_on_wire_rows_are_resent_once_after_the_short_wait_without
     recording_publisher: Any,
     write_providers: Callable[..., Path],
 ) -> None:
-    """Cut by the kill, such a request most likely never left: it is resent after
-    SMSQ_DEAD_WORKER_RESEND_AFTER (not the 300 s of other unknown rows), and
-    only when no delivery report came."""
-    settings = Settings(providers_file=write_providers(), dead_worker_resend_after=30)
+    """Cut by the kill, such a request most likely never left: it is resent
+    SMSQ_DEAD_WORKER_RESEND_AFTER after it could last have left (not the 300 s
+    of other unknown rows), and only when no delivery report came. The death
+    is noticed at least 3/4 of SMSQ_OWNER_TTL after the kill: 30 - 6 = 24 s
+    after the recovery."""
+    settings = Settings(providers_file=write_providers(), dead_worker_resend_after=30, owner_ttl=8)
     claim_rows = _claim_rows(make_message)
     owner = registered(redis_client)
     token = owner.token()
@@ -226,8 +228,8 @@ def test_a_dead_owners_on_wire_rows_are_resent_once_after_the_short_wait_without
     with sessions() as s:
         s.add(MessageEvent(message_id=reported.id, status=S.DELIVERED, source=EventSource.DLR))
         s.commit()
-    assert run(NOW + dt.timedelta(seconds=29)) == {}
-    due = run(NOW + dt.timedelta(seconds=31))
+    assert run(NOW + dt.timedelta(seconds=23)) == {}
+    due = run(NOW + dt.timedelta(seconds=25))
     assert sorted(due["otp"]) == sorted(m.id for m in rows[1:])  # not the reported one
     assert other_unknown.id not in due["otp"]  # the ordinary rule waits 300 s
     [(ids, queue, _)] = recording_publisher.calls
