@@ -140,14 +140,12 @@ def recover(
     with sessions() as session:
         recovered = recover_dead_owners(session, store, now=now)
         if settings is not None:
-            after = dead_worker_wait(settings)
             recovered.resend_unknown = unknown_due(
                 session,
                 now=now,
                 providers=[n for n, a in settings.providers.items() if a.expects_reports],
-                after=after,
-                dead_worker_after=after,
-                dead_workers_only=True,
+                after=None,  # the sweep's business
+                dead_worker_after=dead_worker_wait(settings),
             )
     for queue in recovered.queues():
         ids = recovered.requeue[queue]

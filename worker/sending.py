@@ -48,9 +48,9 @@ from typing import Any
 import httpx
 import redis
 import structlog
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.db import UNAVAILABLE_ERRORS
 from models.ledger import RowMove, assign_accounts, write_claimed_moves
 from models.ledger.reports import replay_orphans
 from models.status import MessageKind
@@ -290,11 +290,6 @@ async def _send_claimed(
     )
 
 
-# Errors of a database that is unreachable or dropped the connection (psycopg
-# raises OperationalError for both, and for a deadlock): worth trying again.
-_DATABASE_AWAY = (OperationalError, InterfaceError)
-
-
 async def _store_outcomes(
     ctx: SendContext,
     claimed: Sequence[Claimed],
@@ -333,7 +328,7 @@ async def _store_outcomes(
             if delay > 0.2:
                 log.warning("outcomes written after the database came back", messages=len(moves))
             return
-        except _DATABASE_AWAY as exc:
+        except UNAVAILABLE_ERRORS as exc:  # away or dropped us: worth trying again
             if time.monotonic() + delay > deadline:
                 log.error("outcomes lost: the database stayed away", messages=len(moves))
                 raise

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from models.status import EventSource, MessageStatus
@@ -45,30 +45,29 @@ def unknown_due(
     *,
     now: dt.datetime,
     providers: list[str],
-    after: float,
+    after: float | None,
     dead_worker_after: float | None = None,
-    dead_workers_only: bool = False,
 ) -> dict[str, list[str]]:
     """``unknown`` rows to resend once with the same id, by queue: of an account
     that sends delivery reports, never resent, with no report at all (even
     one we cannot map means the provider has it) for ``after`` seconds -- or
     ``dead_worker_after`` for rows a dead worker had on the wire
-    (``worker.recovery``), whose request most likely never left."""
-    if not providers:
-        return {}
-    quiet_since = Message.updated_at < now - dt.timedelta(seconds=after)
-    died = Message.error_detail == DIED_WHILE_SENDING
+    (``worker.recovery``), whose request most likely never left. A wait of
+    None leaves that kind of row out."""
+    quiet: list[ColumnElement[bool]] = []
+    if after is not None:
+        quiet.append(Message.updated_at < now - dt.timedelta(seconds=after))
     if dead_worker_after is not None:
-        died_quiet = and_(died, Message.updated_at < now - dt.timedelta(seconds=dead_worker_after))
-        quiet_since = died_quiet if dead_workers_only else or_(quiet_since, died_quiet)
-    elif dead_workers_only:
+        since = now - dt.timedelta(seconds=dead_worker_after)
+        quiet.append(and_(Message.error_detail == DIED_WHILE_SENDING, Message.updated_at < since))
+    if not providers or not quiet:
         return {}
     rows = session.execute(
         select(Message.id, Message.kind).where(
             Message.status == S.UNKNOWN,
             Message.unknown_resends == 0,
             Message.provider.in_(providers),
-            quiet_since,
+            or_(*quiet),
             ~exists().where(
                 MessageEvent.message_id == Message.id,
                 MessageEvent.source == EventSource.DLR,

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import pytest
@@ -128,7 +127,7 @@ def wait_for(check: Callable[[], bool], timeout: float) -> float:
 
 
 def test_the_api_fails_fast_and_recovers_when_postgresql_restarts_under_load(
-    live: Callable[..., Live], scratch: ScratchPostgres, tmp_path: Path
+    live: Callable[..., Live], scratch: ScratchPostgres
 ) -> None:
     stack = live(env={"SMSQ_API_RATE_LIMIT": "1000000"})
     with stack.sessions() as session:
@@ -178,7 +177,6 @@ def test_the_api_fails_fast_and_recovers_when_postgresql_restarts_under_load(
     assert slowest < 8, f"a request took {slowest:.1f} s"
     assert back_after < 10, f"sends worked again {back_after:.1f} s after PostgreSQL was back"
     assert healthz and max(healthz) < 1.0, f"/healthz slowest {max(healthz):.3f} s"
-    assert up_at > down_at
 
     # Every acknowledged send is stored: nothing a 202 promised was lost.
     accepted = {r.json()["id"] for _, s, _, r in load.answers if s == 202 and r is not None}
