@@ -1,4 +1,5 @@
-"""``GET /v1/fleet``: the fleet's status for dashboards, as ``smsq fleet status --json``.
+"""``GET /v1/fleet``: the fleet's status for dashboards, as ``smsq fleet status --json``;
+``GET /v1/fleet/events``: accounts down and up, pauses, as ``smsq fleet events --json``.
 
 It lives in ``smsq/`` because it reads the worker's side (queues, buckets,
 workers), and ``producer/`` may not import ``worker/``; ``smsq.api_app``
@@ -15,16 +16,17 @@ import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import redis
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 
+from producer.errors import Unavailable
 from producer.http.auth import CurrentClient
 from producer.http.deps import REDIS_TIMEOUT, AppSettings, DbSession, app_producer, app_redis
 from smsq.core.publisher import TaskPublisher
-from worker import fleet
+from worker import fleet, fleet_events
 
 router = APIRouter(tags=["fleet"])
 _lock = threading.Lock()
@@ -84,4 +86,27 @@ def get_fleet(
         now=dt.datetime.now(dt.UTC),
     )
     encoded: dict[str, Any] = jsonable_encoder(dataclasses.asdict(status))
+    return encoded
+
+
+@router.get("/v1/fleet/events")
+def get_fleet_events(
+    request: Request,
+    client: CurrentClient,
+    settings: AppSettings,
+    since: Annotated[
+        dt.datetime | None, Query(description="only events after this time (ISO 8601, with zone)")
+    ] = None,
+    provider: Annotated[str | None, Query(description="only this account")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many, newest")] = 50,
+) -> dict[str, Any]:
+    """Provider accounts going down and up (circuit breaker), paused and resumed; oldest first."""
+    store = app_redis(request.app)
+    try:
+        events = fleet_events.list_events(
+            store, settings.routes, since=since, account=provider, limit=limit
+        )
+    except redis.RedisError:
+        raise Unavailable("throttle store (Redis)") from None
+    encoded: dict[str, Any] = jsonable_encoder({"events": events})
     return encoded

@@ -50,6 +50,7 @@ from smsq.core.names import (
 from smsq.core.publisher import Publisher
 from smsq.core.settings import Settings
 from worker.broker import broker_data_lost, queue_depth
+from worker.fleet_events import EventKind, FleetEvent, list_events, record
 from worker.provider_health import BreakerState, HealthState, ProviderHealth, breaker_settings
 from worker.recovery import Recovered, live_claims, recover
 from worker.sweeper import sweep
@@ -64,6 +65,7 @@ S = MessageStatus
 ORPHAN_REPORT_LIFETIME = dt.timedelta(days=1)
 ERRORS_WINDOW = dt.timedelta(hours=1)
 INSPECT_TIMEOUT = 1.0  # seconds to wait for workers to answer ``active_queues``
+RECENT_EVENTS = 5  # fleet events the status shows (``smsq fleet events`` lists more)
 
 # --- status ------------------------------------------------------------------
 
@@ -112,6 +114,33 @@ class ProviderInfo:
 
 
 @dataclass(frozen=True)
+class RouteAccountInfo:
+    name: str
+    weight: int | None
+    """Its configured weight; None: the route is in failover order."""
+    healthy: bool | None
+    """Takes the route's messages now: breaker closed and not paused
+    (``worker.routing``); None when the throttle store could not be read."""
+    sent_last_minute: int
+    """The route's messages it sent in the last minute."""
+    share_last_minute: float | None
+    """Its share of the route's messages sent in the last minute (0..1);
+    None when the route sent none."""
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    name: str
+    kinds: list[str] | None
+    countries: list[str] | None
+    prefixes: list[str] | None
+    mode: str
+    """``failover`` (the first healthy account) or ``weighted``."""
+    accounts: list[RouteAccountInfo]
+    sent_last_minute: int
+
+
+@dataclass(frozen=True)
 class ScheduledInfo:
     messages: int
     campaigns: int
@@ -130,6 +159,10 @@ class FleetStatus:
     sent_per_second_5m: float
     unknown: int
     problems: list[str] = field(default_factory=list)
+    routes: list[RouteInfo] = field(default_factory=list)
+    """The providers file's routes (docs/routing.md); empty without routes."""
+    recent_events: list[FleetEvent] = field(default_factory=list)
+    """The last :data:`RECENT_EVENTS` fleet events (``worker.fleet_events``)."""
 
 
 def inspect_workers(celery_app: Any, timeout: float = INSPECT_TIMEOUT) -> list[WorkerInfo]:
@@ -180,6 +213,12 @@ def fleet_status(
     ]
     window_1m = _sent_since(session, now - dt.timedelta(minutes=1))
     window_5m = _sent_since(session, now - dt.timedelta(minutes=5))
+    events: list[FleetEvent] = []
+    if store is not None:
+        try:
+            events = list_events(store, settings.routes, limit=RECENT_EVENTS)
+        except redis.RedisError as exc:
+            problems.append(f"throttle store: fleet events unavailable ({type(exc).__name__})")
     return FleetStatus(
         at=now,
         workers=found_workers,
@@ -190,6 +229,8 @@ def fleet_status(
         sent_per_second_5m=sum(window_5m.values()) / 300,
         unknown=session.scalar(select(func.count()).where(Message.status == S.UNKNOWN)) or 0,
         problems=problems,
+        routes=_routes(session, settings, providers, now),
+        recent_events=events,
     )
 
 
@@ -257,6 +298,60 @@ def _sent_since(session: Session, since: dt.datetime) -> dict[str, int]:
         .group_by(Message.provider)
     ).all()
     return {provider: count for provider, count in rows}
+
+
+def _routes(
+    session: Session, settings: Settings, providers: list[ProviderInfo], now: dt.datetime
+) -> list[RouteInfo]:
+    """Each route with its accounts' health and split of the last minute."""
+    if not settings.routes:
+        return []
+    sent = session.execute(
+        select(Message.route, Message.provider, func.count())
+        .where(Message.route.is_not(None), Message.sent_at >= now - dt.timedelta(minutes=1))
+        .group_by(Message.route, Message.provider)
+    ).all()
+    by_route: dict[str, dict[str, int]] = {}
+    for route_name, provider, count in sent:
+        if route_name is not None:
+            by_route.setdefault(route_name, {})[provider] = count
+    info = {p.name: p for p in providers}
+    result = []
+    for route in settings.routes.values():
+        counts = by_route.get(route.name, {})
+        total = sum(counts.get(a, 0) for a in route.accounts)
+        weights: list[int | None] = (
+            list(route.weights) if route.weights else [None] * len(route.accounts)
+        )
+        accounts = [
+            RouteAccountInfo(
+                name=account,
+                weight=weight,
+                healthy=_healthy(info[account]),
+                sent_last_minute=counts.get(account, 0),
+                share_last_minute=counts.get(account, 0) / total if total else None,
+            )
+            for account, weight in zip(route.accounts, weights, strict=True)
+        ]
+        result.append(
+            RouteInfo(
+                name=route.name,
+                kinds=None if route.kinds is None else [str(k) for k in route.kinds],
+                countries=None if route.countries is None else list(route.countries),
+                prefixes=None if route.prefixes is None else list(route.prefixes),
+                mode="failover" if route.weights is None else "weighted",
+                accounts=accounts,
+                sent_last_minute=total,
+            )
+        )
+    return result
+
+
+def _healthy(provider: ProviderInfo) -> bool | None:
+    """As routing decides (``worker.routing``): breaker closed and not paused."""
+    if provider.breaker is None or provider.paused is None:
+        return None
+    return provider.breaker == BreakerState.CLOSED.value and not provider.paused
 
 
 def _provider_info(
@@ -341,6 +436,8 @@ def pause(settings: Settings, store: redis.Redis, provider: str) -> bool:
     _check_provider(settings, provider)
     changed = pause_provider(store, provider)
     log.warning("provider paused", provider=provider, changed=changed)
+    if changed:
+        record(store, provider, EventKind.PAUSED, reason="smsq fleet pause")
     return changed
 
 
@@ -349,6 +446,8 @@ def resume(settings: Settings, store: redis.Redis, provider: str) -> bool:
     _check_provider(settings, provider)
     changed = resume_provider(store, provider)
     log.warning("provider resumed", provider=provider, changed=changed)
+    if changed:
+        record(store, provider, EventKind.RESUMED, reason="smsq fleet resume")
     return changed
 
 

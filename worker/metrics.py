@@ -2,8 +2,9 @@
 
 The metric objects live in the process's default registry, so the sending
 code only increments them. Labels are low-cardinality by rule: ``provider``
-(account name), ``status``, ``code`` (provider code or error class) and
-``queue``; never a message or campaign id.
+(account name), ``route`` (a route of the providers file), ``status``,
+``code`` (provider code or error class) and ``queue``; never a message or
+campaign id.
 
 Prefork: tasks run in child processes, each with its own memory. With
 ``PROMETHEUS_MULTIPROC_DIR`` set *before* ``prometheus_client`` is imported,
@@ -80,6 +81,13 @@ BREAKER_HELD = Counter(
     "Messages given back unsent (no attempt spent) because the provider's circuit "
     "breaker was open (worker.provider_health)",
     ["provider"],
+)
+ROUTE_MESSAGES = Counter(
+    "smsq_route_messages",  # exported as smsq_route_messages_total
+    "Outcomes of send attempts of routed messages (docs/routing.md), by route, the "
+    "account that carried the attempt and the status the message moved to: the "
+    'route\'s split is rate(...{status="sent"}) by provider',
+    ["route", "provider", "status"],
 )
 RETRIES = Counter(
     "smsq_retries",  # exported as smsq_retries_total

@@ -37,7 +37,7 @@ from models.status import MessageStatus
 from providers.base import Accepted, Outcome, Rejected
 from providers.errors import OutcomeUnknown, PermanentError, ProviderProtocolError, RetryableError
 from worker.claims import Claimed
-from worker.metrics import MESSAGES, RETRIES, code_label
+from worker.metrics import MESSAGES, RETRIES, ROUTE_MESSAGES, code_label
 from worker.retry_policy import RetryPolicy, Verdict
 
 log = structlog.get_logger("smsq.worker")
@@ -190,6 +190,10 @@ def _observe(claimed: Claimed, change: _Change) -> None:
     """Count one outcome and log it (ids, provider, attempt, code: never text or number)."""
     code = code_label(change.code)
     MESSAGES.labels(status=change.status.value, provider=claimed.provider, code=code).inc()
+    if claimed.route is not None:
+        ROUTE_MESSAGES.labels(
+            route=claimed.route, provider=claimed.provider, status=change.status.value
+        ).inc()
     if change.retry_code is not None:
         RETRIES.labels(provider=claimed.provider, code=change.retry_code).inc()
     log.debug(

@@ -14,6 +14,9 @@ KEYS[1]  the breaker, a hash (smsq.core.names.health_key(provider)):
 KEYS[2]  the probe lease (smsq.core.names.probe_key(provider)): present while
          one worker may send the one probe; it expires after the probe interval,
          so the fleet sends at most one probe per interval.
+KEYS[3]  the fleet's events (smsq.core.names.FLEET_EVENTS_KEY), a stream: each
+         change of health appends {account, event = "down" | "up", reason, by =
+         "breaker"}, capped at about ARGV[12] entries [record]
 
 ARGV[1]  mode: "gate" | "peek" | "record" | "state"
 ARGV[2]  failures: consecutive transport failures that open it (>= 1)
@@ -25,6 +28,8 @@ ARGV[7]  ok: readable answers (any vendor code, success or not) [record]
 ARGV[8]  transport: transport failures [record]
 ARGV[9]  bad: 5xx answers without a readable vendor error [record]
 ARGV[10] probe: "1" when these results are the probe's [record]
+ARGV[11] account: the provider account's name, for the event [record]
+ARGV[12] events_kept: the events stream's approximate cap [record]
 
 gate    closed -> {"closed", 0}. Open or half-open: takes the probe lease if free
         (SET NX PX probe_ms) and moves to half-open -> {"probe", 0}; else
@@ -35,7 +40,9 @@ record  a probe's results: any readable answer closes it; otherwise it goes
         back to open (the lease stays, so the next probe waits its interval).
         Other results count only while closed: streak and window as above;
         reaching either threshold opens it and takes the probe lease, so the
-        first probe comes one interval later. Returns {state, 0}.
+        first probe comes one interval later. Returns {state, changed, reason}:
+        changed is 1 when this call opened a closed breaker ("down") or a probe
+        closed it ("up"), and the change was appended to KEYS[3].
 state   nothing written. Returns {state, since, opened, reason}.
 ]]
 
@@ -87,26 +94,43 @@ local transport = tonumber(ARGV[8])
 local bad = tonumber(ARGV[9])
 local probe = ARGV[10] == '1'
 
+local function event(name, reason)
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[12], '*',
+        'account', ARGV[11], 'event', name, 'reason', reason, 'by', 'breaker')
+end
+
 local function open(reason)
     local opened = redis.call('HGET', key, 'opened')
+    local changed = 0
     if state == 'closed' or not opened then opened = int(now) end
+    if state == 'closed' then
+        event('down', reason)
+        changed = 1
+    end
     redis.call('DEL', key)
     redis.call('HSET', key, 'state', 'open', 'since', opened, 'opened', opened, 'reason', reason)
     redis.call('SET', lease, '1', 'PX', probe_ms)
-    return {'open', 0}
+    return {'open', changed, reason}
 end
 
 if probe then
     if ok > 0 then
+        local opened = tonumber(redis.call('HGET', key, 'opened'))
         redis.call('DEL', key)
         redis.call('HSET', key, 'state', 'closed', 'since', int(now))
-        return {'closed', 0}
+        if state == 'closed' then return {'closed', 0, ''} end
+        local reason = 'a probe was answered'
+        if opened then
+            reason = reason .. ' after ' .. int((now - opened) / 1000) .. ' s down'
+        end
+        event('up', reason)
+        return {'closed', 1, reason}
     end
-    if state == 'closed' then return {'closed', 0} end
+    if state == 'closed' then return {'closed', 0, ''} end
     return open(redis.call('HGET', key, 'reason') or 'probe failed')
 end
 
-if state ~= 'closed' then return {state, 0} end
+if state ~= 'closed' then return {state, 0, ''} end
 
 local f = redis.call('HMGET', key, 'streak', 'win', 'total', 'bad')
 local streak = tonumber(f[1]) or 0
@@ -124,4 +148,4 @@ if total >= min_answers and nbad >= share * total then
     return open(int(nbad) .. ' of ' .. int(total) .. ' answers were HTTP 5xx')
 end
 redis.call('HSET', key, 'streak', int(streak), 'win', int(win), 'total', int(total), 'bad', int(nbad))
-return {'closed', 0}
+return {'closed', 0, ''}

@@ -18,6 +18,11 @@ by Redis's clock):
 - **half-open**: the probe is out. A readable answer closes the breaker; a
   failure opens it again until the next probe.
 
+Going down (closed to open) and coming back (a probe closing it) are logged
+and appended, in the same atomic call, to the fleet's events
+(:mod:`worker.fleet_events`, ``smsq fleet events``); a failed probe is not an
+event.
+
 A message whose read timed out stays ``unknown`` as always (it may have been
 sent); the breaker only counts it. Results that arrive after the breaker
 opened (requests in flight at that moment) are not counted as attempts
@@ -37,12 +42,16 @@ from importlib.resources import files
 from typing import Final
 
 import redis
+import structlog
 from redis.commands.core import Script
 
 from providers.base import Accepted, Outcome, Rejected
 from providers.errors import NoAnswer, OutcomeUnknown, TransportError
-from smsq.core.names import health_key, probe_key
+from smsq.core.names import FLEET_EVENTS_KEY, health_key, probe_key
 from smsq.core.settings import Settings
+from worker.fleet_events import EVENTS_KEPT
+
+log = structlog.get_logger("smsq.provider_health")
 
 _LUA: Final = (files("worker") / "provider_health.lua").read_text(encoding="utf-8")
 _scripts: weakref.WeakKeyDictionary[redis.Redis, Script] = weakref.WeakKeyDictionary()
@@ -154,7 +163,7 @@ class ProviderHealth:
         self.client = client
         self.provider = provider
         self.settings = settings or BreakerSettings()
-        self.keys = [health_key(provider), probe_key(provider)]
+        self.keys = [health_key(provider), probe_key(provider), FLEET_EVENTS_KEY]
         self._script = _script_for(client)
         self._monotonic = monotonic
         self._hold_until = self._fresh_until = 0.0
@@ -206,14 +215,31 @@ class ProviderHealth:
             kinds = [worst] if worst is not None else []
         for kind in kinds:
             counts[kind] += 1
-        state, _ = self._call(
-            "record",
-            counts[Kind.ANSWER],
-            counts[Kind.TRANSPORT],
-            counts[Kind.BAD_5XX],
-            "1" if probe else "0",
+        reply = self._script(
+            keys=self.keys,
+            args=[
+                "record",
+                *self._limits(),
+                counts[Kind.ANSWER],
+                counts[Kind.TRANSPORT],
+                counts[Kind.BAD_5XX],
+                "1" if probe else "0",
+                self.provider,
+                EVENTS_KEPT,
+            ],
         )
-        return BreakerState(state)
+        state = BreakerState(_text(reply[0]))
+        if int(reply[1]):
+            reason = _text(reply[2])
+            if state is BreakerState.OPEN:
+                log.warning(
+                    "provider down: circuit breaker opened", provider=self.provider, reason=reason
+                )
+            else:
+                log.warning(
+                    "provider up: circuit breaker closed", provider=self.provider, reason=reason
+                )
+        return state
 
     def state(self) -> HealthState:
         """The breaker now; reads only."""
@@ -236,8 +262,8 @@ class ProviderHealth:
             str(math.ceil(s.probe_interval * 1000)),
         ]
 
-    def _call(self, mode: str, *counts: int | str) -> tuple[str, int]:
-        reply = self._script(keys=self.keys, args=[mode, *self._limits(), *map(str, counts)])
+    def _call(self, mode: str) -> tuple[str, int]:
+        reply = self._script(keys=self.keys, args=[mode, *self._limits()])
         return _text(reply[0]), int(reply[1])
 
 

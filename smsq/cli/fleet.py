@@ -1,6 +1,7 @@
 """``smsq fleet``: see what the workers are doing and act on it.
 
-``status``, ``pause``/``resume`` a provider, ``retry`` final messages,
+``status``, ``events`` (accounts down and up, pauses),
+``pause``/``resume`` a provider, ``retry`` final messages,
 ``reconcile`` (the sweeper, now), ``purge`` a queue. The work is in
 :mod:`worker.fleet`; this module only builds the connections, asks for
 confirmation and prints. Runbook: ``docs/operations.md``.
@@ -45,10 +46,10 @@ from smsq.cli.common import (
 from smsq.core.names import QUEUES
 from smsq.core.publisher import Publisher, TaskPublisher, client_app
 from smsq.core.settings import Settings, get_settings
-from worker import fleet
+from worker import fleet, fleet_events
 
 fleet_app = typer.Typer(
-    help="The worker fleet: status, pause/resume a provider, retry, reconcile, purge.",
+    help="The worker fleet: status, events, pause/resume a provider, retry, reconcile, purge.",
     no_args_is_help=True,
 )
 
@@ -204,6 +205,11 @@ def render_status(status: fleet.FleetStatus) -> Group:
         )
     parts.append(providers)
 
+    if status.routes:
+        parts.append(_routes_table(status.routes))
+    if status.recent_events:
+        parts.append(_events_table(status.recent_events, title="recent fleet events"))
+
     s = status.scheduled
     parts.append(
         f"sent/s: {status.sent_per_second_1m:.2f} (1 min), {status.sent_per_second_5m:.2f} "
@@ -213,6 +219,47 @@ def render_status(status: fleet.FleetStatus) -> Group:
     for problem in status.problems:
         parts.append(f"[yellow]warning:[/yellow] {escape(problem)}")
     return Group(*parts)
+
+
+def _routes_table(routes: list[fleet.RouteInfo]) -> Table:
+    """Each route's accounts, in order: health, weight, share of the last minute."""
+    table = Table(
+        "route", "for", "account", "healthy", "weight", "sent 1m", "share 1m", title="routes"
+    )
+    for route in routes:
+        conditions = [
+            ", ".join(values)
+            for values in (route.kinds, route.countries, route.prefixes)
+            if values is not None
+        ]
+        for i, account in enumerate(route.accounts):
+            healthy = {True: "yes", False: "[red]down[/red]", None: "?"}[account.healthy]
+            share = account.share_last_minute
+            table.add_row(
+                escape(route.name) if i == 0 else "",
+                escape("; ".join(conditions) or "everything") if i == 0 else "",
+                escape(account.name),
+                healthy,
+                "-" if account.weight is None else str(account.weight),
+                f"{account.sent_last_minute:,}",
+                "-" if share is None else f"{share:.0%}",
+            )
+    return table
+
+
+def _events_table(events: list[fleet_events.FleetEvent], *, title: str) -> Table:
+    table = Table("at", "account", "event", "by", "routes", "reason", title=title)
+    for event in events:
+        colour = "red" if event.event in ("down", "paused") else "green"
+        table.add_row(
+            when(event.at),
+            escape(event.account),
+            f"[{colour}]{escape(event.event)}[/{colour}]",
+            escape(event.by),
+            escape(", ".join(event.routes) or "-"),
+            escape(event.reason),
+        )
+    return table
 
 
 def _breaker(p: fleet.ProviderInfo) -> str:
@@ -252,6 +299,40 @@ def status_command(
                         live.update(render_status(_gather(ctx)))
             except KeyboardInterrupt:
                 raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+@fleet_app.command("events")
+def events_command(
+    since: Annotated[
+        str | None, typer.Option("--since", help="after: 30m, 2h, 1d, or an ISO time")
+    ] = None,
+    provider: Annotated[str | None, typer.Option("--provider", help="only this account")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="at most this many, newest")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Accounts going down and back up (circuit breaker), paused and resumed.
+
+    Oldest first. Each event names the routes whose split changed with it: a
+    down account's share of a route goes to its other accounts until it is up.
+
+    Example: [bold]smsq fleet events --since 1h[/bold]
+    """
+    with guarded(as_json), open_context() as ctx:
+        store = _require(ctx.store, "the throttle store (SMSQ_REDIS_URL)")
+        after = parse_since(since, at=now()) if since is not None else None
+        try:
+            events = fleet_events.list_events(
+                store, ctx.settings.routes, since=after, account=provider, limit=limit
+            )
+        except redis.RedisError as exc:
+            raise Failure(f"throttle store: {type(exc).__name__}", code="unavailable") from None
+        if as_json:
+            emit_json({"events": events})
+            return
+        if not events:
+            console.print("no fleet events" + (" in that time" if since else ""))
+            return
+        console.print(_events_table(events, title="fleet events"))
 
 
 # --- pause / resume ----------------------------------------------------------

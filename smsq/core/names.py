@@ -74,6 +74,13 @@ def probe_key(provider: str) -> str:
     return f"{REDIS_PREFIX}health-probe:{provider}"
 
 
+# Changes of the fleet an operator may need to know about later: a provider
+# account going down or coming back (its circuit breaker, appended by
+# ``worker/provider_health.lua`` in the same atomic call that changes it) and an
+# operator's pause or resume. A capped stream (``worker.fleet_events``).
+FLEET_EVENTS_KEY = f"{REDIS_PREFIX}fleet-events"
+
+
 # --- owners of claims (worker.owners) ----------------------------------------
 # A claim's lease token names the worker process that owns it and the registry
 # epoch it was made in (``<owner>:<epoch>:<nonce>``), so a sweep can tell a dead

@@ -33,6 +33,7 @@ runner = CliRunner()
 
 @dataclass
 class Cli:
+    settings: Settings
     store: fakeredis.FakeRedis
     broker: fakeredis.FakeRedis
     published: list[tuple[str, list[Any], dict[str, Any], str]] = field(default_factory=list)
@@ -56,7 +57,7 @@ def cli(
     recording_publisher: Any,
 ) -> Iterator[Cli]:
     settings = Settings(database_url=db_url, providers_file=write_providers())
-    c = Cli(store=fakeredis.FakeRedis(), broker=fakeredis.FakeRedis())
+    c = Cli(settings=settings, store=fakeredis.FakeRedis(), broker=fakeredis.FakeRedis())
     c.published = recording_publisher.tasks
 
     def purge(queue: str) -> int:
@@ -65,7 +66,7 @@ def cli(
 
     def factory() -> fleet_cli.FleetContext:
         return fleet_cli.FleetContext(
-            settings=settings,
+            settings=c.settings,
             sessions=sessions,
             store=c.store,
             broker=c.broker,
@@ -111,6 +112,78 @@ def test_status_shows_an_open_circuit_breaker_and_since_when(cli: Cli) -> None:
     assert panel["breaker"] == "open"
     assert dt.datetime.fromisoformat(panel["breaker_since"]) <= dt.datetime.now(dt.UTC)
     assert "transport" in panel["breaker_reason"]
+
+
+ROUTES = """
+[[routes]]
+name = "bulk"
+kinds = ["campaign"]
+accounts = ["panel", "brand"]
+weights = [70, 30]
+"""
+
+
+@pytest.fixture
+def routed(cli: Cli, db_url: str, write_providers: Callable[..., Path]) -> Cli:
+    """The CLI on a providers file with a weighted route across both accounts."""
+    path = write_providers(brand=True)
+    path.write_text(path.read_text(encoding="utf-8") + ROUTES, encoding="utf-8")
+    cli.settings = Settings(database_url=db_url, providers_file=path)
+    return cli
+
+
+def test_status_shows_each_route_its_accounts_health_and_share(
+    routed: Cli, make_message: Callable[..., Message]
+) -> None:
+    recent = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=10)
+    for provider in ("panel", "panel", "panel", "brand"):
+        make_message(status=S.SENT, provider=provider, route="bulk", sent_at=recent)
+    health = ProviderHealth(routed.store, "brand", breaker_settings(routed.settings))
+    health.record([Rejected("m", TransportError("refused"))] * routed.settings.breaker_failures)
+
+    table = routed("status")
+    assert table.exit_code == 0, table.output
+    assert "routes" in table.output and "bulk" in table.output
+    assert "75%" in table.output and "25%" in table.output and "down" in table.output
+
+    (bulk,) = routed.json("status")["routes"]
+    assert bulk["name"] == "bulk" and bulk["mode"] == "weighted"
+    assert [
+        (a["name"], a["weight"], a["healthy"], a["sent_last_minute"]) for a in bulk["accounts"]
+    ] == [
+        ("panel", 70, True, 3),
+        ("brand", 30, False, 1),
+    ]
+    assert routed.json("status")["recent_events"][0]["event"] == "down"
+
+
+def test_events_lists_downs_ups_and_pauses_oldest_first(routed: Cli) -> None:
+    assert routed("events").stdout.strip() == "no fleet events"
+    health = ProviderHealth(routed.store, "brand", breaker_settings(routed.settings))
+    health.record([Rejected("m", TransportError("refused"))] * routed.settings.breaker_failures)
+    assert routed("pause", "panel").exit_code == 0
+
+    table = routed("events")
+    assert table.exit_code == 0, table.output
+    for word in ("brand", "down", "breaker", "panel", "paused", "operator"):
+        assert word in table.output
+
+    doc = routed.json("events")
+    assert [(e["account"], e["event"], e["by"], e["routes"]) for e in doc["events"]] == [
+        ("brand", "down", "breaker", ["bulk"]),
+        ("panel", "paused", "operator", ["bulk"]),
+    ]
+    assert [e["event"] for e in routed.json("events", "--provider", "panel")["events"]] == [
+        "paused"
+    ]
+    assert routed.json("events", "--limit", "1")["events"][0]["event"] == "paused"
+    assert routed.json("events", "--since", "1m")["events"] != []
+
+
+def test_events_refuses_a_bad_since(routed: Cli) -> None:
+    result = routed("events", "--since", "yesterday")
+    assert result.exit_code == 2
+    assert "since" in result.output
 
 
 def test_watch_and_json_do_not_mix(cli: Cli) -> None:

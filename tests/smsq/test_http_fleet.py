@@ -83,3 +83,45 @@ async def test_fleet_shows_workers_queues_providers_and_unknown(
     assert body["sent_per_second_1m"] == pytest.approx(1 / 60)
     assert body["problems"] == []
     dt.datetime.fromisoformat(body["at"])
+
+
+async def test_fleet_events_lists_pauses_and_breaker_changes_behind_a_key(
+    app: FastAPI, client: httpx.AsyncClient, session: Session
+) -> None:
+    key = create_key(session, "dashboard")[1]
+    auth = {"Authorization": f"Bearer {key}"}
+    settings: Settings = app.state.settings
+    fleet.pause(settings, app.state.redis, "panel")
+    fleet.resume(settings, app.state.redis, "panel")
+
+    assert (await client.get("/v1/fleet/events")).status_code == 401
+    answer = await client.get("/v1/fleet/events", headers=auth)
+    assert answer.status_code == 200, answer.text
+    events = answer.json()["events"]
+    assert [(e["account"], e["event"], e["by"]) for e in events] == [
+        ("panel", "paused", "operator"),
+        ("panel", "resumed", "operator"),
+    ]
+    assert dt.datetime.fromisoformat(events[0]["at"]) <= dt.datetime.now(dt.UTC)
+
+    newest = await client.get("/v1/fleet/events", params={"limit": 1}, headers=auth)
+    assert [e["event"] for e in newest.json()["events"]] == ["resumed"]
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).isoformat()
+    after = await client.get("/v1/fleet/events", params={"since": later}, headers=auth)
+    assert after.json()["events"] == []
+    bad = await client.get("/v1/fleet/events", params={"limit": 0}, headers=auth)
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "limit"
+
+
+async def test_fleet_events_answer_503_while_redis_is_away(
+    app: FastAPI, client: httpx.AsyncClient, session: Session
+) -> None:
+    key = create_key(session, "dashboard")[1]
+    app.state.redis = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    app.state.redis.connection_pool.connection_kwargs["server"].connected = False
+
+    answer = await client.get("/v1/fleet/events", headers={"Authorization": f"Bearer {key}"})
+
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "unavailable"
+    assert answer.headers["Retry-After"] == "5"

@@ -16,6 +16,7 @@ from typing import Any
 import fakeredis
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session
 
 from models.status import MessageStatus
@@ -119,12 +120,18 @@ async def test_first_account_then_the_second_while_its_breaker_is_open_then_back
 async def test_weights_split_seventy_thirty_and_all_on_one_while_the_other_holds(
     routed: Routed, session: Session
 ) -> None:
+    def sent_metric(provider: str) -> float:
+        labels = {"route": "split", "provider": provider, "status": "sent"}
+        return REGISTRY.get_sample_value("smsq_route_messages_total", labels) or 0.0
+
+    before = {p: sent_metric(p) for p in ("panel", "brand")}
     ids = routed.messages(100, route="split")
     await routed.send(ids)
     assert Counter(r.provider for r in rows(session, ids) if r.status == S.SENT) == {
         "panel": 70,
         "brand": 30,
     }
+    assert {p: sent_metric(p) - before[p] for p in before} == {"panel": 70, "brand": 30}
     routed.open_breaker("brand")
     ids = routed.messages(100, route="split")
     await routed.send(ids)
