@@ -214,7 +214,9 @@ async def send_batch(
         queues: dict[str, list[str]] = {}
         for id_, kind, provider in held:
             queues.setdefault(QUEUE_FOR_KIND[kind], []).append(id_)
-            BREAKER_HELD.labels(provider=provider).inc()
+            # A route held only by pauses is a paused bucket's release, not the breaker's.
+            counter = BREAKER_HELD if provider in holding else BUCKET_RELEASED
+            counter.labels(provider=provider).inc()
         for queue, held_ids in queues.items():
             ctx.publisher.send_messages(held_ids, queue=queue, countdown=wait)
         result.released += len(held)

@@ -159,6 +159,23 @@ async def test_a_route_with_every_account_down_is_not_claimed_but_republished(
     assert sum(routed.endpoints.requests.values()) == 0
 
 
+async def test_a_route_held_only_by_pauses_is_counted_as_released_not_breaker_held(
+    routed: Routed,
+) -> None:
+    def metric(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"provider": "panel"}) or 0.0
+
+    for account in ("panel", "brand"):
+        pause_provider(routed.harness.ctx.bucket(account).client, account)
+    names = ("smsq_breaker_held_messages_total", "smsq_bucket_released_messages_total")
+    before = [metric(n) for n in names]
+
+    result = await routed.send(routed.messages(3))
+
+    assert (result.claimed, result.released) == (0, 3)
+    assert [metric(n) - b for n, b in zip(names, before, strict=True)] == [0, 3]
+
+
 async def test_a_routed_row_is_claimed_while_one_account_of_its_route_holds(
     routed: Routed, session: Session
 ) -> None:
