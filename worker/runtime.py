@@ -170,6 +170,7 @@ class Runtime:
             policy=self.policy,
             lease=self.settings.sending_lease,
             send_concurrency=self.settings.send_concurrency,
+            fill_wait=self.settings.fill_wait,
             outcome_patience=self.settings.outcome_write_patience,
             owner=self.owner,
             router=self.router,

@@ -99,6 +99,11 @@ class SendContext:
     policy: RetryPolicy
     lease: float
     send_concurrency: int = 100
+    fill_wait: float = 1.0
+    """Campaign lane, multi-number accounts: a request waits for up to about
+    this many seconds of the bucket's rate to be full, rather than going out
+    with what the bucket holds at that instant (one number per request under
+    a busy throttle). 0: never waits (``SMSQ_FILL_WAIT``)."""
     outcome_patience: float = 900.0  # seconds to keep retrying the write of outcomes
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     rng: random.Random | None = None
@@ -158,6 +163,8 @@ class _GroupKey:
     stop_list: bool
     flash: bool
     validity: int | None
+    campaign: bool = False
+    """Campaign lane: a multi-number request waits briefly to be full (``fill_wait``)."""
 
 
 async def send_batch(
@@ -357,6 +364,7 @@ def _group_key(message: Claimed, now: dt.datetime) -> _GroupKey:
         stop_list=message.stop_list,
         flash=message.flash,
         validity=validity,
+        campaign=message.kind == MessageKind.CAMPAIGN,
     )
 
 
@@ -423,6 +431,8 @@ async def _feed_group(
     bucket = ctx.bucket(key.provider)
     health = ctx.health(key.provider) if ctx.health is not None else None
     per_request = adapter.max_recipients if adapter.max_recipients > 1 else ctx.send_concurrency
+    fill = key.campaign and adapter.max_recipients > 1 and ctx.fill_wait > 0
+    factor = 1.0  # the bucket's AIMD factor, as of the last answer
     waited = 0.0  # since the last grant
     while pending:
         lost = [m for m in pending if m.id not in lease.owned]
@@ -445,7 +455,13 @@ async def _feed_group(
             probe = gate.probe
         size = 1 if probe else per_request
         window = [pending[i] for i in range(min(size, len(pending)))]
-        grant = bucket.acquire(sum(_tokens(m) for m in window), minimum=_tokens(window[0]))
+        wanted = sum(_tokens(m) for m in window)
+        minimum = _tokens(window[0])  # a long text's segments in one grant
+        if fill and not probe:
+            # Fill the request, waiting at most about fill_wait for the tokens.
+            minimum = max(minimum, min(wanted, int(bucket.rate * factor * ctx.fill_wait)))
+        grant = bucket.acquire(wanted, minimum=minimum)
+        factor = grant.factor
         if grant.granted == 0:
             if waited + grant.wait > MAX_TOKEN_WAIT:
                 BUCKET_RELEASED.labels(provider=key.provider).inc(len(pending))

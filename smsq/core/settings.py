@@ -159,6 +159,13 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=500, ge=1, le=10_000, description="messages per task")
     send_concurrency: int = Field(default=100, ge=1, description="requests in flight per worker")
+    fill_wait: float = Field(
+        default=1.0,
+        ge=0,
+        le=5,
+        description="campaign lane, multi-number accounts (brand): seconds of the bucket's rate "
+        "a request may wait to be full rather than go out with what the bucket holds (0: never)",
+    )
 
     # --- HTTP API
     api_rate_limit: int = Field(

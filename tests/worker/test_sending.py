@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 from collections.abc import Callable
@@ -53,6 +54,38 @@ async def test_brand_packs_numbers_into_few_requests(
     assert harness.sim.stats()["requests"]["total"] == 3  # 500 + 500 + 200 numbers
     sms_ids = {r.provider_message_id for r in rows(session, messages)}
     assert len(sms_ids) == 1200
+
+
+async def test_campaign_requests_fill_up_under_a_busy_throttle(
+    harness: Any,
+    queued: Callable[..., list[Message]],
+    make_campaign: Callable[..., Campaign],
+    session: Session,
+) -> None:
+    """Regression (issue 12): batches sharing a throttled brand account sent
+    whatever the bucket held at that instant, about one number per request."""
+    harness.rates["brand"] = (400, 100)
+    campaign = make_campaign(status=CampaignStatus.RUNNING)
+    batches = [
+        queued(100, provider="brand", kind="campaign", campaign_id=campaign.id, text="Sale")
+        for _ in range(4)
+    ]
+
+    results = await asyncio.gather(
+        *(send_batch(harness.ctx, [m.id for m in batch]) for batch in batches)
+    )
+
+    assert sum(r.written.sent for r in results) == 400
+    assert harness.sim.stats()["requests"]["total"] == 4  # full requests, 100 numbers each
+
+
+async def test_an_otp_does_not_wait_to_fill_a_request(
+    harness: Any, queued: Callable[..., list[Message]]
+) -> None:
+    harness.rates["brand"] = (1, 3)  # 3 tokens now, then one a second
+    messages = queued(3, provider="brand", kind="otp", text="Your code is 123456")
+    result = await asyncio.wait_for(send_batch(harness.ctx, [m.id for m in messages]), 2)
+    assert result.written.sent == 3
 
 
 async def test_permanent_error_fails_with_the_code(
