@@ -171,6 +171,7 @@ class Runtime:
             lease=self.settings.sending_lease,
             send_concurrency=self.settings.send_concurrency,
             fill_wait=self.settings.fill_wait,
+            otp_reserve=self.settings.otp_reserve,
             outcome_patience=self.settings.outcome_write_patience,
             owner=self.owner,
             router=self.router,

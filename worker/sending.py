@@ -104,6 +104,9 @@ class SendContext:
     this many seconds of the bucket's rate to be full, rather than going out
     with what the bucket holds at that instant (one number per request under
     a busy throttle). 0: never waits (``SMSQ_FILL_WAIT``)."""
+    otp_reserve: float = 0.0
+    """Seconds of each account's rate that only OTPs may take
+    (``SMSQ_OTP_RESERVE``; ``worker.throttle``); 0: none."""
     outcome_patience: float = 900.0  # seconds to keep retrying the write of outcomes
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     rng: random.Random | None = None
@@ -432,6 +435,7 @@ async def _feed_group(
     health = ctx.health(key.provider) if ctx.health is not None else None
     per_request = adapter.max_recipients if adapter.max_recipients > 1 else ctx.send_concurrency
     fill = key.campaign and adapter.max_recipients > 1 and ctx.fill_wait > 0
+    reserve = 0 if key.otp else bucket.otp_reserve(ctx.otp_reserve)
     factor = 1.0  # the bucket's AIMD factor, as of the last answer
     waited = 0.0  # since the last grant
     while pending:
@@ -460,7 +464,7 @@ async def _feed_group(
         if fill and not probe:
             # Fill the request, waiting at most about fill_wait for the tokens.
             minimum = max(minimum, min(wanted, int(bucket.rate * factor * ctx.fill_wait)))
-        grant = bucket.acquire(wanted, minimum=minimum)
+        grant = bucket.acquire(wanted, minimum=minimum, reserve=reserve)
         factor = grant.factor
         if grant.granted == 0:
             if waited + grant.wait > MAX_TOKEN_WAIT:

@@ -21,6 +21,14 @@ it (which would starve it), such a request is granted when the bucket is full
 and leaves the bucket in debt: later callers wait until the debt is repaid, so
 the rate over time still holds.
 
+**OTPs first.** The campaign and transactional lanes leave a small reserve
+in the bucket (:meth:`TokenBucket.otp_reserve`: ``SMSQ_OTP_RESERVE`` seconds
+of the rate, at most half the burst) that only the OTP lane may take. While a
+campaign saturates the account the bucket hovers at the reserve instead of at
+zero, so an OTP finds a token at once rather than queueing behind the
+campaign's next grant, and the refill goes to the reserve first. The
+campaign loses no rate: it only never takes those last few tokens.
+
 An operator can **pause** a provider (``smsq fleet pause``): a key in Redis
 (``smsq.core.names.paused_key``) that :meth:`TokenBucket.acquire` checks before
 every grant, so the whole fleet stops taking that provider's tokens at its
@@ -136,13 +144,15 @@ class TokenBucket:
         self.min_factor = float(min_factor)
         self._script = _script_for(client)
 
-    def acquire(self, tokens: int, minimum: int | None = None) -> Grant:
+    def acquire(self, tokens: int, minimum: int | None = None, *, reserve: int = 0) -> Grant:
         """Take up to ``tokens``, but only if at least ``minimum`` are available.
 
         ``minimum`` defaults to ``tokens`` (all or nothing: one message's
         segments). A smaller minimum suits a batch that can send part now and
         the rest later. A ``minimum`` above ``burst`` is granted in full once
         the bucket is full, leaving it in debt (see the module docstring).
+        ``reserve`` tokens are left in the bucket for callers without one
+        (the OTP lane: :meth:`otp_reserve`); it is capped below ``burst``.
         """
         if minimum is None:
             minimum = tokens
@@ -150,9 +160,12 @@ class TokenBucket:
             raise ValueError(f"tokens must be >= 1, got {tokens!r}")
         if not 1 <= minimum <= tokens:
             raise ValueError(f"minimum must be between 1 and tokens ({tokens}), got {minimum!r}")
+        if reserve < 0:
+            raise ValueError(f"reserve must be >= 0, got {reserve!r}")
         if self.is_paused():
             return Grant(granted=0, wait=PAUSED_WAIT, factor=1.0, paused=True)
-        granted, wait_ms, _, factor = self._call("acquire", tokens, minimum)
+        reserve = min(reserve, self.burst - 1)
+        granted, wait_ms, _, factor = self._call("acquire", tokens, minimum, reserve)
         return Grant(granted=granted, wait=wait_ms / 1000, factor=factor / _UNIT)
 
     def refund(self, tokens: int) -> None:
@@ -188,7 +201,16 @@ class TokenBucket:
             burst=self.burst,
         )
 
-    def _call(self, mode: str, tokens: int = 0, minimum: int = 0) -> tuple[int, int, int, int]:
+    def otp_reserve(self, seconds: float) -> int:
+        """The tokens the other lanes leave for OTPs: ``seconds`` of the
+        configured rate, at least 1, at most half the burst (0: none)."""
+        if seconds <= 0:
+            return 0
+        return min(self.burst // 2, max(1, math.ceil(self.rate * seconds)))
+
+    def _call(
+        self, mode: str, tokens: int = 0, minimum: int = 0, reserve: int = 0
+    ) -> tuple[int, int, int, int]:
         reply = self._script(
             keys=[self.key],
             args=[
@@ -200,6 +222,7 @@ class TokenBucket:
                 repr(self.min_factor),
                 tokens,
                 minimum,
+                reserve,
             ],
         )
         granted, wait_ms, micro_tokens, factor_ppm = (int(v) for v in reply)

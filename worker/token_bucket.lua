@@ -20,19 +20,24 @@ ARGV[6]  min_factor: the factor never goes below this (0 < m <= 1)
 ARGV[7]  n: tokens wanted (acquire) or given back (refund); ignored otherwise
 ARGV[8]  minimum: acquire grants nothing unless this many are available
          (1 <= minimum <= n); ignored otherwise
+ARGV[9]  reserve: whole tokens this caller must leave in the bucket (0 <= reserve
+         < burst): the share only the OTP lane may take; acquire only
 
 Every call first brings the state up to now:
   factor climbs by recovery per second, capped at 1;
   tokens += rate * (integral of factor over the elapsed time), capped at burst.
 Then the mode:
-  acquire   available = whole tokens in the bucket. If available >= min(minimum,
-            burst), take max(min(n, available), minimum) tokens. A minimum
-            above burst can never be available, so such a request is granted
-            when the bucket is full and drives it into debt by the difference;
+  acquire   available = whole tokens in the bucket minus reserve. If available
+            >= min(minimum, burst - reserve), take max(min(n, available),
+            minimum) tokens. A minimum above that can never be available, so
+            such a request is granted when the bucket is full and drives it
+            into debt by the difference;
             later callers wait until the debt is repaid, so the long-run rate
             still holds. Otherwise take nothing and report the wait until
             min(minimum, burst) tokens are there at the current effective rate
-            (an upper bound: the factor may recover meanwhile).
+            (an upper bound: the factor may recover meanwhile). A caller with
+            a reserve sees the bucket refill the reserve first, so a caller
+            without one (an OTP) always finds those tokens before it.
   refund    tokens += n, capped at burst.
   penalize  factor = max(min_factor, factor * decrease).
   state     nothing; the key is not written (a read-only view for operators).
@@ -61,6 +66,7 @@ local recovery = tonumber(ARGV[5])
 local min_factor = tonumber(ARGV[6])
 local n = tonumber(ARGV[7])
 local minimum = tonumber(ARGV[8])
+local reserve = tonumber(ARGV[9]) or 0
 
 local function int(x)
     -- '%.0f', not tostring: no scientific notation may land in Redis
@@ -103,14 +109,14 @@ factor = math.floor(factor)
 
 local granted, wait_ms = 0, 0
 if mode == 'acquire' then
-    local needed = math.min(minimum, burst)
-    local available = math.floor(tokens / UNIT)
+    local needed = math.min(minimum, burst - reserve)
+    local available = math.floor(tokens / UNIT) - reserve
     if available >= needed then
         granted = math.max(math.min(n, available), minimum)
         tokens = tokens - granted * UNIT
     else
         local per_us = rate * factor / UNIT -- micro-tokens per microsecond
-        wait_ms = math.ceil((needed * UNIT - tokens) / per_us / 1000)
+        wait_ms = math.ceil(((needed + reserve) * UNIT - tokens) / per_us / 1000)
     end
 elseif mode == 'refund' then
     tokens = math.min(full, tokens + n * UNIT)

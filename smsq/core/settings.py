@@ -159,6 +159,13 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=500, ge=1, le=10_000, description="messages per task")
     send_concurrency: int = Field(default=100, ge=1, description="requests in flight per worker")
+    otp_reserve: float = Field(
+        default=0.1,
+        ge=0,
+        le=10,
+        description="seconds of each account's rate its bucket keeps for OTPs: the other "
+        "lanes never take those tokens (at least 1, at most half the burst; 0: no reserve)",
+    )
     fill_wait: float = Field(
         default=1.0,
         ge=0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -86,6 +87,32 @@ async def test_an_otp_does_not_wait_to_fill_a_request(
     messages = queued(3, provider="brand", kind="otp", text="Your code is 123456")
     result = await asyncio.wait_for(send_batch(harness.ctx, [m.id for m in messages]), 2)
     assert result.written.sent == 3
+
+
+async def test_an_otp_finds_the_reserve_while_a_campaign_saturates_its_account(
+    harness: Any,
+    queued: Callable[..., list[Message]],
+    make_campaign: Callable[..., Campaign],
+) -> None:
+    """The campaign's batches keep the bucket empty but for the OTP reserve, so
+    the OTP gets a token at once instead of queueing for the next (200 ms)."""
+    harness.rates["panel"] = (5, 4)  # one token every 200 ms
+    harness.ctx.otp_reserve = 0.5  # 2 tokens (at most half the burst)
+    campaign = make_campaign(status=CampaignStatus.RUNNING)
+    batches = [queued(6, kind="campaign", campaign_id=campaign.id) for _ in range(2)]
+    otps = queued(2, kind="otp", text="Your code is 123456")
+    sending = [asyncio.create_task(send_batch(harness.ctx, [m.id for m in b])) for b in batches]
+    await asyncio.sleep(1.0)  # the campaign has drained what it may take
+
+    took = []
+    for otp in otps:
+        started = time.perf_counter()
+        result = await send_batch(harness.ctx, [otp.id])
+        took.append(time.perf_counter() - started)
+        assert result.written.sent == 1
+
+    assert max(took) < 0.15
+    assert sum(r.written.sent for r in await asyncio.gather(*sending)) == 12
 
 
 async def test_permanent_error_fails_with_the_code(

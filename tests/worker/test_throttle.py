@@ -70,6 +70,36 @@ def test_all_or_nothing_by_default_partial_with_minimum(
     assert bucket.acquire(5, minimum=1).granted == 0
 
 
+def test_a_reserve_is_left_for_callers_without_one(
+    redis_client: redis.Redis, provider: str
+) -> None:
+    bucket = TokenBucket(redis_client, provider, rate=1, burst=10)
+
+    assert bucket.acquire(10, minimum=1, reserve=3).granted == 7  # the campaign
+    refused = bucket.acquire(1, reserve=3)
+    assert refused.granted == 0
+    assert 0.9 <= refused.wait <= 1.0  # the 4th token: the reserve refills first
+    assert bucket.acquire(3, minimum=1).granted == 3  # an OTP finds the reserve
+    assert bucket.acquire(1).granted == 0
+
+
+def test_the_otp_reserve_is_seconds_of_rate_capped_at_half_the_burst(
+    redis_client: redis.Redis, provider: str
+) -> None:
+    assert TokenBucket(redis_client, provider, rate=300, burst=300).otp_reserve(0.1) == 30
+    assert TokenBucket(redis_client, provider, rate=300, burst=40).otp_reserve(0.1) == 20
+    assert TokenBucket(redis_client, provider, rate=2, burst=5).otp_reserve(0.1) == 1
+    assert TokenBucket(redis_client, provider, rate=2, burst=1).otp_reserve(0.1) == 0
+    assert TokenBucket(redis_client, provider, rate=300, burst=300).otp_reserve(0) == 0
+
+
+def test_a_reserve_never_starves_the_caller_of_a_one_token_bucket(
+    redis_client: redis.Redis, provider: str
+) -> None:
+    bucket = TokenBucket(redis_client, provider, rate=1, burst=1)
+    assert bucket.acquire(1, reserve=5).granted == 1  # capped below the burst
+
+
 def test_refund_gives_tokens_back_but_never_beyond_burst(
     redis_client: redis.Redis, provider: str
 ) -> None:
