@@ -7,7 +7,10 @@ POSTs form-encoded sends (user, apiKey, to, message, transactionId) with:
 * ``httpx``    -- ``httpx.AsyncClient``, default httpcore/anyio transport
 * ``aiohttp``  -- ``httpx.AsyncClient(transport=httpx_aiohttp.AiohttpTransport())``
 * ``smsq``     -- ``providers.http.make_async_client()`` (the aiohttp transport
-  plus smsq's exception mapping and pool gate; what the adapters use)
+  plus smsq's exception mapping and pool gate), through ``client.post``
+* ``request``  -- the same client through ``providers.request.send_request``,
+  exactly what the adapters call (since issue 12 it hands the request to the
+  client's transport directly, skipping the client's per-request layers)
 * ``sync32``   -- one sync ``httpx.Client`` shared by a 32-thread pool
   (at most ``min(concurrency, 32)`` requests in flight)
 
@@ -63,13 +66,14 @@ TRANSPORTS: dict[str, str] = {
     "httpx": "(a) httpx.AsyncClient, default transport",
     "aiohttp": "(b) httpx.AsyncClient + httpx_aiohttp.AiohttpTransport",
     "smsq": "(b') providers.http.make_async_client (aiohttp + mapping)",
+    "request": "(b'') (b') through providers.request.send_request (adapters)",
     "sync32": f"(c) sync httpx.Client, {SYNC_THREADS} threads",
 }
 
 
-def form_body(i: int) -> bytes:
-    """A realistic send: what providers.request puts on the wire."""
-    params = {
+def form_params(i: int) -> dict[str, str]:
+    """A realistic send's parameters."""
+    return {
         "user": "bench-user",
         "apiKey": "0123456789abcdef0123456789abcdef",
         "to": f"+4915{i:09d}",
@@ -77,7 +81,11 @@ def form_body(i: int) -> bytes:
         "transactionId": f"bench-{i:08d}",
         "dcs": "8",
     }
-    return urlencode(params, quote_via=quote, safe="").encode("ascii")
+
+
+def form_body(i: int) -> bytes:
+    """A realistic send: what providers.request puts on the wire."""
+    return urlencode(form_params(i), quote_via=quote, safe="").encode("ascii")
 
 
 def check(status: int, content: bytes, i: int) -> None:
@@ -133,7 +141,7 @@ def async_client(kind: str, conc: int) -> httpx.AsyncClient:
         return httpx.AsyncClient(limits=limits, timeout=TIMEOUT)
     if kind == "aiohttp":
         return httpx.AsyncClient(transport=AiohttpTransport(limits=limits), timeout=TIMEOUT)
-    if kind == "smsq":
+    if kind in ("smsq", "request"):
         if str(ROOT) not in sys.path:
             sys.path.insert(0, str(ROOT))
         from providers.http import make_async_client
@@ -142,12 +150,21 @@ def async_client(kind: str, conc: int) -> httpx.AsyncClient:
     raise ValueError(kind)
 
 
-async def drive_async(client: httpx.AsyncClient, url: str, conc: int, start: int, n: int) -> None:
+async def drive_async(
+    client: httpx.AsyncClient, url: str, conc: int, start: int, n: int, *, adapters: bool = False
+) -> None:
+    """``conc`` workers POST requests ``start``.. ``start + n``; ``adapters``:
+    through ``providers.request.send_request``, else ``client.post``."""
+    from providers.request import send_request
+
     ids = iter(range(start, start + n))  # shared: each worker takes the next id
 
     async def worker() -> None:
         for i in ids:
-            r = await client.post(url, content=form_body(i), headers=HEADERS)
+            if adapters:
+                r = await send_request(client, "POST", url, form=form_params(i))
+            else:
+                r = await client.post(url, content=form_body(i), headers=HEADERS)
             check(r.status_code, r.content, i)
 
     await asyncio.gather(*(worker() for _ in range(conc)))
@@ -206,11 +223,12 @@ def run_once(kind: str, ep: Endpoint, conc: int, n: int, warmup: int) -> Sample:
             return timed(ep, n, lambda: drive_sync(client, pool, ep.url, conc, warmup, n))
 
     async def main() -> Sample:
+        adapters = kind == "request"
         async with async_client(kind, conc) as client:
-            await drive_async(client, ep.url, conc, 0, warmup)
+            await drive_async(client, ep.url, conc, 0, warmup, adapters=adapters)
             served0, scpu0 = ep.stats()
             ccpu0, t0 = time.process_time(), time.perf_counter()
-            await drive_async(client, ep.url, conc, warmup, n)
+            await drive_async(client, ep.url, conc, warmup, n, adapters=adapters)
             elapsed = time.perf_counter() - t0
             ccpu = time.process_time() - ccpu0
             served1, scpu1 = ep.stats()
@@ -315,6 +333,13 @@ def main() -> int:
     for kind in kinds:
         parts = [
             f"c={c}: {cells[kind, c].client_cpu:4.0%} / {cells[kind, c].server_cpu_max:4.0%}"
+            for c in concs
+        ]
+        print(f"  {kind:<8} " + "   ".join(parts))
+    print("client CPU per request, ms (median share of a core / median requests/s):")
+    for kind in kinds:
+        parts = [
+            f"c={c}: {1000 * cells[kind, c].client_cpu / cells[kind, c].median_rps:.3f}"
             for c in concs
         ]
         print(f"  {kind:<8} " + "   ".join(parts))

@@ -1,6 +1,14 @@
 """One HTTP request to a provider: vendor URL encoding, the short in-call
 retry for requests that never left, and transport errors as provider errors.
 
+The request goes straight to the client's transport
+(``handle_async_request``), built once with the client's default headers
+and timeout: the client's per-request layers (cookie jar, auth flow,
+redirect loop, event hooks) do nothing for a provider request and cost
+about a quarter of the CPU of a request (``bench/transport.py``,
+``direct``). Proxies from the environment still apply: the transport is the
+one the client would choose for the URL.
+
 Only failures where the request provably did not reach the provider are
 retried here (connect refused/timed out, no pooled connection free): sending
 again cannot duplicate an SMS. Once bytes may have reached the provider (read
@@ -16,7 +24,6 @@ import datetime as dt
 import random
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
-from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -56,21 +63,29 @@ async def send_request(
     """Send one request; raise :class:`TransportError` or :class:`OutcomeUnknown`."""
     if query:
         url = f"{url}{'&' if '?' in url else '?'}{vendor_encode(query)}"
-    headers: dict[str, str] = {}
+    headers = client.headers.copy()
     content: bytes | None = None
     if form is not None:
         content = vendor_encode(form).encode("ascii")
         headers["Content-Type"] = "application/x-www-form-urlencoded"
-    kwargs: dict[str, Any] = {"headers": headers}
-    if timeout:
-        kwargs["timeout"] = _timeout(timeout)
-    if json is not None:
-        kwargs["json"] = json
-    else:
-        kwargs["content"] = content
+    limits = _timeout(timeout) if timeout else client.timeout
+    request = httpx.Request(
+        method,
+        url,
+        headers=headers,
+        content=content,
+        json=json,
+        extensions={"timeout": limits.as_dict()},
+    )
+    transport = client._transport_for_url(request.url)
 
     async def attempt() -> httpx.Response:
-        return await client.request(method, url, **kwargs)
+        response = await transport.handle_async_request(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
 
     try:
         try:

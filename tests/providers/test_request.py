@@ -33,6 +33,45 @@ async def test_query_and_form_use_the_vendor_encoding() -> None:
     assert seen[1].headers["content-type"] == "application/x-www-form-urlencoded"
 
 
+async def test_the_transport_gets_the_client_s_headers_timeout_and_a_read_body() -> None:
+    """The request skips the client's layers, not what the client is set up with."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"ok": True})
+
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(handler),
+        headers={"User-Agent": "smsq-test"},
+        timeout=httpx.Timeout(7.0, connect=2.0),
+    ) as client:
+        default = await send_request(client, "POST", "http://p/b", json={"a": "b"})
+        short = await send_request(client, "GET", "http://p/s", query={"x": "1"}, timeout=3)
+
+    assert default.json() == {"ok": True} and default.is_closed
+    assert seen[0].headers["user-agent"] == "smsq-test"
+    assert seen[0].headers["content-type"] == "application/json"
+    assert seen[0].extensions["timeout"] == {"connect": 2.0, "read": 7.0, "write": 7.0, "pool": 7.0}
+    assert seen[1].extensions["timeout"]["read"] == 3
+    assert short.status_code == 200
+
+
+async def test_a_proxy_mounted_on_the_client_still_carries_the_request() -> None:
+    direct: list[str] = []
+    proxied: list[str] = []
+
+    def record(into: list[str]) -> httpx.MockTransport:
+        return httpx.MockTransport(lambda r: into.append(str(r.url)) or httpx.Response(200))
+
+    async with httpx.AsyncClient(
+        transport=record(direct), mounts={"http://proxied": record(proxied)}
+    ) as client:
+        await send_request(client, "GET", "http://proxied/s")
+        await send_request(client, "GET", "http://other/s")
+    assert proxied == ["http://proxied/s"] and direct == ["http://other/s"]
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
