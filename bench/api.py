@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import time
@@ -40,7 +39,7 @@ from sqlalchemy import func, insert, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._stack import BIN, Stack, free_port, scratch_dir
+from bench._stack import BIN, Stack, free_port, group_cpu_seconds, scratch_dir
 from models.ids import new_id
 from models.tables import Message
 
@@ -148,7 +147,7 @@ class Bench(Stack):
     def run(self, request: Request, settle: Callable[[], None] | None = None) -> dict[str, Any]:
         """Drive the requests; ``settle`` waits for work the answers left behind."""
         a = self.args
-        before = server_cpu_seconds(self.server.pid)
+        before = group_cpu_seconds(self.server.pid)
         started = time.perf_counter()
         result = asyncio.run(drive(self.base, a.requests, a.concurrency, request))
         if settle is not None:
@@ -156,23 +155,9 @@ class Bench(Stack):
             result["settled_seconds"] = time.perf_counter() - started
         # CPU the API processes spent per request: steadier than the rate on a
         # shared machine (the load generator and PostgreSQL are not counted).
-        cpu = server_cpu_seconds(self.server.pid) - before
+        cpu = group_cpu_seconds(self.server.pid) - before
         result["server_cpu_ms_per_request"] = 1000 * cpu / a.requests
         return result
-
-
-def server_cpu_seconds(group: int) -> float:
-    """User + system CPU of every process in the process group ``group`` (Linux)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended meanwhile
-            continue
-        if int(fields[2]) == group:  # pgrp; utime and stime are fields 14 and 15
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
 
 
 def measure_healthz(bench: Bench) -> dict[str, Any]:

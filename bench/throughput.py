@@ -33,7 +33,7 @@ from sqlalchemy import func, insert, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._stack import BIN, Stack, free_port, scratch_dir
+from bench._stack import BIN, Stack, free_port, group_cpu_seconds, scratch_dir
 from models.ids import new_id
 from models.tables import Message
 
@@ -139,19 +139,27 @@ def numbers(n: int) -> list[str]:
     return [f"+4915123{i:06d}" for i in range(n)]
 
 
-def measure_smsq(run: Run) -> dict[str, Any]:
+def measure_smsq(run: Run, worker_group: int) -> dict[str, Any]:
+    """One campaign; besides the time, the CPU smsq's own processes spent per
+    message: the worker's process group (main process and pool children) and
+    the submitting call in this process (the simulator, PostgreSQL and Redis
+    are not counted)."""
     os.environ.update({k: v for k, v in run.env.items() if k.startswith("SMSQ_")})
     from producer.api import Producer
     from smsq.core.settings import Settings
 
     n = run.args.messages
     with Producer.from_settings(Settings()) as producer:
+        worker_cpu = group_cpu_seconds(worker_group)
         t0 = time.perf_counter()
+        submit_cpu = time.process_time()
         receipt = producer.submit_campaign(
             "bench", numbers(n), "Benchmark message", provider="panel"
         )
+        submit_cpu = time.process_time() - submit_cpu
         submitted = time.perf_counter() - t0
         seconds = run.wait_all_sent(n, t0)
+        worker_cpu = group_cpu_seconds(worker_group) - worker_cpu
     assert receipt.accepted == n, receipt
     stats = run.sim_stats()
     return {
@@ -161,6 +169,9 @@ def measure_smsq(run: Run) -> dict[str, Any]:
         "rate": n / seconds,
         "accepted_by_provider": stats["accepted"],
         "duplicates": len(stats["duplicates"]),
+        "worker_cpu_ms_per_message": 1000 * worker_cpu / n,
+        "submit_cpu_ms_per_message": 1000 * submit_cpu / n,
+        "cpu_ms_per_message": 1000 * (worker_cpu + submit_cpu) / n,
     }
 
 
@@ -235,7 +246,7 @@ def main() -> int:
 
         client = Celery("bench", broker=args.redis)
         ours_worker = run.worker("worker.app", "campaign", "smsq")
-        ours = repeat(args.repeats, lambda: measure_smsq(run), run.reset)
+        ours = repeat(args.repeats, lambda: measure_smsq(run, ours_worker.pid), run.reset)
         os.killpg(ours_worker.pid, 15)
         ours_worker.wait(20)
         run.worker("bench.naive_worker", "naive", "naive")
@@ -264,6 +275,15 @@ def main() -> int:
     print(
         f"median smsq {ours_rate:.0f} msg/s, naive {naive_rate:.0f} msg/s, "
         f"ratio {ours_rate / naive_rate:.1f}x"
+    )
+    cpu = {
+        key: statistics.median(r[key] for r in ours)
+        for key in ("cpu_ms_per_message", "worker_cpu_ms_per_message", "submit_cpu_ms_per_message")
+    }
+    result["smsq_cpu_ms_per_message_median"] = cpu
+    print(
+        f"smsq CPU per message (median): {cpu['cpu_ms_per_message']:.3f} ms = worker "
+        f"{cpu['worker_cpu_ms_per_message']:.3f} + submit {cpu['submit_cpu_ms_per_message']:.3f}"
     )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
