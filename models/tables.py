@@ -109,6 +109,11 @@ class Message(Base):
         Index(None, "status", "provider"),
         Index(None, "provider_message_id"),
         Index(None, "status", "send_at"),
+        # The last minutes' sends (fleet status, per provider and route): a
+        # range of the newest entries, read from the index alone.
+        Index(None, "sent_at", postgresql_include=["provider", "route"]),
+        # Final rows by when they ended: failures of the last hour, retention.
+        Index(None, "status", "finished_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
