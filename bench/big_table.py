@@ -74,7 +74,7 @@ SELECT 'm' || lpad(g::text, 10, '0'),
        'Spring sale: 20% off today',
        k.kind,
        CASE WHEN k.kind = 'campaign'
-            THEN 'c' || lpad((1 + (g - 1) * :campaigns / :rows)::text, 8, '0') END,
+            THEN 'c' || lpad((1 + (g::bigint - 1) * :campaigns / :rows)::text, 8, '0') END,
        CASE WHEN g % 3 = 0 THEN 'brand' ELSE 'panel' END,
        CASE WHEN g % 5 = 0 THEN 'bulk' END,
        s.status, 'gsm7', 1, 1, 'p' || g,
