@@ -38,6 +38,7 @@ from smsq.core.names import (
     TASK_DELIVER_WEBHOOK,
     TASK_DISPATCH_WEBHOOKS,
     TASK_PROMOTE,
+    TASK_PRUNE,
     TASK_RECOVER_OWNERS,
     TASK_START_CAMPAIGN,
     TASK_SWEEP,
@@ -72,32 +73,45 @@ def make_celery(settings: Settings) -> Celery:
             TASK_PROMOTE: {"queue": QUEUE_TRANSACTIONAL},
             TASK_SWEEP: {"queue": QUEUE_TRANSACTIONAL},
             TASK_RECOVER_OWNERS: {"queue": QUEUE_TRANSACTIONAL},
+            # Bulk work, bounded to PRUNE_BUDGET a run: never in front of an OTP.
+            TASK_PRUNE: {"queue": QUEUE_CAMPAIGN},
             TASK_DISPATCH_WEBHOOKS: {"queue": QUEUE_WEBHOOKS},
             TASK_DELIVER_WEBHOOK: {"queue": QUEUE_WEBHOOKS},
         },
-        beat_schedule={
-            "promote-scheduled": {"task": TASK_PROMOTE, "schedule": settings.promote_interval},
-            "sweep": {"task": TASK_SWEEP, "schedule": settings.sweep_interval},
-            # Dead workers' rows back within seconds (worker.recovery); expiring,
-            # so a backlog of ticks collapses into the next one.
-            "recover-owners": {
-                "task": TASK_RECOVER_OWNERS,
-                "schedule": settings.recover_interval,
-                "options": {"expires": max(5.0, settings.recover_interval * 2)},
-            },
-            # On the webhooks queue so a slow customer endpoint never delays
-            # sends; expiring, so a backlog does not replay stale dispatches.
-            "dispatch-webhooks": {
-                "task": TASK_DISPATCH_WEBHOOKS,
-                "schedule": settings.promote_interval,
-                "options": {"expires": max(10.0, settings.promote_interval * 10)},
-            },
-        },
+        beat_schedule=_beat_schedule(settings),
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
         task_send_sent_event=True,
     )
     return celery
+
+
+def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    schedule: dict[str, dict[str, Any]] = {
+        "promote-scheduled": {"task": TASK_PROMOTE, "schedule": settings.promote_interval},
+        "sweep": {"task": TASK_SWEEP, "schedule": settings.sweep_interval},
+        # Dead workers' rows back within seconds (worker.recovery); expiring,
+        # so a backlog of ticks collapses into the next one.
+        "recover-owners": {
+            "task": TASK_RECOVER_OWNERS,
+            "schedule": settings.recover_interval,
+            "options": {"expires": max(5.0, settings.recover_interval * 2)},
+        },
+        # On the webhooks queue so a slow customer endpoint never delays
+        # sends; expiring, so a backlog does not replay stale dispatches.
+        "dispatch-webhooks": {
+            "task": TASK_DISPATCH_WEBHOOKS,
+            "schedule": settings.promote_interval,
+            "options": {"expires": max(10.0, settings.promote_interval * 10)},
+        },
+    }
+    if settings.prune_after_days:
+        schedule["prune"] = {
+            "task": TASK_PRUNE,
+            "schedule": settings.prune_interval,
+            "options": {"expires": settings.prune_interval},
+        }
+    return schedule
 
 
 @dataclass

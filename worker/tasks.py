@@ -12,10 +12,12 @@ from typing import Any
 
 import structlog
 
+from models import retention
 from smsq.core.names import (
     QUEUE_CAMPAIGN,
     QUEUE_FOR_KIND,
     TASK_PROMOTE,
+    TASK_PRUNE,
     TASK_RECOVER_OWNERS,
     TASK_SEND,
     TASK_START_CAMPAIGN,
@@ -90,6 +92,32 @@ def recover_owners(rt: Runtime) -> dict[str, int]:
     return {"requeued": recovered.requeued, "unknown": recovered.unknown}
 
 
+PRUNE_BUDGET = 60.0  # seconds of deleting per beat run; the next run goes on
+
+
+def prune(rt: Runtime) -> dict[str, int]:
+    """The beat's retention (``models.retention``), when ``SMSQ_PRUNE_AFTER_DAYS`` is set."""
+    days = rt.settings.prune_after_days
+    if not days:
+        return {}
+    pruned = retention.prune(
+        rt.sessions,
+        older_than=dt.timedelta(days=days),
+        idempotency_ttl=rt.settings.idempotency_ttl,
+        now=rt.now(),
+        budget=PRUNE_BUDGET,
+    )
+    counts = {
+        "messages": pruned.messages,
+        "events": pruned.events,
+        "campaigns": pruned.campaigns,
+        "webhooks": pruned.webhooks,
+        "idempotency_records": pruned.idempotency_records,
+    }
+    log.info("pruned", complete=pruned.complete, **counts)
+    return counts
+
+
 def register(app: Any, runtime: ProcessRuntime) -> None:
     """Bind the tasks to ``app``; each runs on the process's runtime."""
 
@@ -112,3 +140,7 @@ def register(app: Any, runtime: ProcessRuntime) -> None:
     @app.task(name=TASK_RECOVER_OWNERS, shared=False)
     def recover_owners_task() -> dict[str, int]:
         return recover_owners(runtime.get())
+
+    @app.task(name=TASK_PRUNE, shared=False)
+    def prune_task() -> dict[str, int]:
+        return prune(runtime.get())

@@ -22,6 +22,7 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -218,3 +219,15 @@ def read_text_argument(text: str) -> str:
     if text != "-":
         return text
     return sys.stdin.read().rstrip("\n")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str) -> dt.timedelta | None:
+    """``30s``, ``30m``, ``2h``, ``90d``; None when it is not one."""
+    match = _DURATION.match(value)
+    if match is None:
+        return None
+    return dt.timedelta(seconds=float(match[1]) * _UNITS[match[2]])

@@ -10,7 +10,6 @@ confirmation and prints. Runbook: ``docs/operations.md``.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +39,7 @@ from smsq.cli.common import (
     err,
     guarded,
     now,
+    parse_duration,
     quiet_logs,
     when,
 )
@@ -383,15 +383,12 @@ def resume_command(provider: ProviderArg, as_json: JsonFlag = False) -> None:
 
 # --- retry -------------------------------------------------------------------
 
-_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
 
 def parse_since(value: str, *, at: dt.datetime) -> dt.datetime:
     """``30m``, ``2h``, ``1d`` ago, or an ISO 8601 time with a zone."""
-    match = _RELATIVE.match(value)
-    if match:
-        return at - dt.timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    ago = parse_duration(value)
+    if ago is not None:
+        return at - ago
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:

@@ -7,16 +7,34 @@ stoplist, keys) that talk to a running fleet.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from smsq.cli.common import console, err, fail
+from models.retention import BATCH_SIZE, Pruned
+from smsq.cli.common import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    Failure,
+    JsonFlag,
+    console,
+    emit_json,
+    err,
+    fail,
+    guarded,
+    now,
+    parse_duration,
+    when,
+)
 from smsq.core.settings import ProvidersFileError, get_settings
 
-db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+db_app = typer.Typer(
+    help="The database: schema (Alembic migrations) and retention (prune).", no_args_is_help=True
+)
 
 
 @db_app.command("upgrade")
@@ -45,6 +63,94 @@ def db_downgrade(
 
     downgrade(get_settings().database_url, revision)
     console.print(f"database at revision {revision}")
+
+
+@db_app.command("prune")
+def db_prune(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="keep what ended more recently: 90d, 12h")
+    ],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only count")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, max=100_000, help="rows per transaction")
+    ] = BATCH_SIZE,
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete messages finished longer ago than --older-than, with their events,
+    webhook outbox rows and campaigns, in short batches while the fleet sends.
+
+    A campaign goes whole (its messages and its row) once it ended before the
+    cutoff; a running or paused campaign's messages are kept however old.
+    Messages in unknown are kept. Idempotency records past their TTL go too.
+    Counts first (--dry-run stops there), then asks (or --yes).
+
+    Example: [bold]smsq db prune --older-than 90d --dry-run[/bold]
+    """
+    from models.db import make_engine, make_sessionmaker
+    from models.retention import prune
+
+    with guarded(as_json):
+        age = parse_duration(older_than)
+        if age is None or age <= dt.timedelta(0):
+            raise Failure(
+                "use a positive duration: 90d, 12h, 30m",
+                code="invalid_field",
+                exit_code=EXIT_USAGE,
+                field="older_than",
+            )
+        if as_json and not (dry_run or yes):
+            raise Failure("--json needs --dry-run or --yes (no prompt)", exit_code=EXIT_USAGE)
+        settings = get_settings()
+        engine = make_engine(settings.database_url)
+        try:
+            sessions = make_sessionmaker(engine)
+            at = now()
+
+            def run(dry: bool) -> Pruned:
+                return prune(
+                    sessions,
+                    older_than=age,
+                    idempotency_ttl=settings.idempotency_ttl,
+                    now=at,
+                    batch_size=batch_size,
+                    dry_run=dry,
+                )
+
+            found = run(dry=True)
+            if not as_json:
+                console.print(_pruned_table(found, "would delete"))
+            if dry_run:
+                if as_json:
+                    emit_json({"dry_run": True, **_pruned_fields(found)})
+                return
+            if not yes and not typer.confirm("Delete them?"):
+                console.print("nothing deleted")
+                raise typer.Exit(EXIT_FAILURE)
+            done = run(dry=False)
+        finally:
+            engine.dispose()
+        if as_json:
+            emit_json({"dry_run": False, **_pruned_fields(done)})
+            return
+        console.print(_pruned_table(done, "deleted"))
+
+
+def _pruned_fields(pruned: Pruned) -> dict[str, object]:
+    return dataclasses.asdict(pruned)
+
+
+def _pruned_table(pruned: Pruned, title: str) -> Table:
+    table = Table("rows", title, title=f"ended before {when(pruned.cutoff)}")
+    for label, count in (
+        ("messages", pruned.messages),
+        ("message events", pruned.events),
+        ("webhook outbox rows", pruned.webhooks),
+        ("campaigns", pruned.campaigns),
+        ("idempotency records past their TTL", pruned.idempotency_records),
+    ):
+        table.add_row(label, f"{count:,}")
+    return table
 
 
 def show_config(

@@ -31,6 +31,7 @@ TASK_START_CAMPAIGN = "smsq.start_campaign"  # args: campaign id
 TASK_PROMOTE = "smsq.promote_scheduled"  # beat
 TASK_SWEEP = "smsq.sweep"  # beat
 TASK_RECOVER_OWNERS = "smsq.recover_owners"  # beat: dead workers' rows, in seconds
+TASK_PRUNE = "smsq.prune"  # beat: retention (SMSQ_PRUNE_AFTER_DAYS)
 TASK_DISPATCH_WEBHOOKS = "smsq.dispatch_webhooks"  # beat: status events -> deliveries
 TASK_DELIVER_WEBHOOK = "smsq.deliver_webhook"  # args: delivery id
 

@@ -136,6 +136,15 @@ class Settings(BaseSettings):
     )
     promote_interval: float = Field(default=1.0, gt=0, description="promoter period (beat)")
     sweep_interval: float = Field(default=15.0, gt=0, description="sweeper period (beat)")
+    prune_after_days: int = Field(
+        default=0,
+        ge=0,
+        description="the beat deletes messages finished this many days ago, with their "
+        "events, outbox rows and campaigns (models/retention.py); 0: never",
+    )
+    prune_interval: float = Field(
+        default=3600.0, gt=0, description="how often the beat prunes (at most 60 s of work each)"
+    )
     owner_ttl: float = Field(
         default=10.0,
         ge=1,

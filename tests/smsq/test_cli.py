@@ -63,7 +63,51 @@ def test_bad_usage_exits_2() -> None:
 
 
 def test_every_command_has_help_with_an_example() -> None:
-    for command in (["simulator"], ["config"], ["db", "upgrade"], ["db", "downgrade"], ["demo"]):
+    commands = (["simulator"], ["config"], ["db", "upgrade"], ["db", "downgrade"], ["demo"])
+    for command in (*commands, ["db", "prune"]):
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0
         assert "Example" in result.output, command
+
+
+def test_db_prune_counts_then_deletes_old_finished_messages(
+    tmp_path: Path, fresh_settings: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+
+    from models.db import make_sessionmaker
+    from models.tables import Message
+
+    url = f"sqlite:///{tmp_path / 'prune.db'}"
+    fresh_settings.setenv("SMSQ_DATABASE_URL", url)
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    engine = make_engine(url)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=100)
+    with make_sessionmaker(engine)() as session:
+        for status, finished in (("delivered", old), ("queued", None)):
+            session.add(
+                Message(
+                    to="+4915550000001",
+                    text="t",
+                    provider="panel",
+                    status=status,
+                    encoding="gsm7",
+                    segments=1,
+                    finished_at=finished,
+                )
+            )
+        session.commit()
+
+    counted = runner.invoke(app, ["db", "prune", "--older-than", "90d", "--dry-run", "--json"])
+    assert counted.exit_code == 0, counted.output
+    assert json.loads(counted.stdout)["messages"] == 1
+    assert runner.invoke(app, ["db", "prune", "--older-than", "90d"], input="n\n").exit_code == 1
+    done = runner.invoke(app, ["db", "prune", "--older-than", "90d", "--yes", "--json"])
+    assert json.loads(done.stdout)["messages"] == 1
+    with make_sessionmaker(engine)() as session:
+        assert [m.status for m in session.query(Message)] == ["queued"]
+    engine.dispose()
+
+    bad = runner.invoke(app, ["db", "prune", "--older-than", "soon", "--json"])
+    assert bad.exit_code == 2
+    assert json.loads(bad.stdout)["error"]["field"] == "older_than"
