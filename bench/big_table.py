@@ -15,7 +15,8 @@ COPY stream). Message events are not seeded: no periodic query reads them.
 Then times each periodic query as the beat and the operators run it,
 median of ``--repeats`` calls, on the schema of migration 0007 (the
 baseline), then again after ``alembic upgrade`` to 0008 (its indexes built
-``CONCURRENTLY``; the build time is shown too). The live rows are shaped so
+``CONCURRENTLY``; the build time is shown too), and ``smsq db prune``'s
+rate (``--older-than 60d`` for ``--prune-seconds``). The live rows are shaped so
 that no call changes anything: every call does its reads and finds nothing
 to move, the steady state of a healthy fleet.
 
@@ -44,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models.db import make_engine, make_sessionmaker
 from models.migrate import upgrade
+from models.retention import prune
 from smsq.core.settings import Settings
 from worker import fleet
 from worker.recovery import sending_tokens
@@ -193,11 +195,43 @@ def time_queries(
     return result
 
 
+def measure_prune(sessions: sessionmaker[Session], seconds: float) -> dict[str, float]:
+    """``smsq db prune --older-than 60d``: the dry run's count, then deleting for
+    ``seconds`` (a third of the seeded history is older than 60 days)."""
+    options: dict[str, Any] = {
+        "older_than": dt.timedelta(days=60),
+        "idempotency_ttl": 86_400,
+        "now": dt.datetime.now(dt.UTC),
+    }
+    t0 = time.perf_counter()
+    counted = prune(sessions, dry_run=True, **options)
+    count_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    done = prune(sessions, budget=seconds, **options)
+    took = time.perf_counter() - t0
+    result = {
+        "dry_run_seconds": count_seconds,
+        "prunable_messages": counted.messages,
+        "deleted_messages": done.messages,
+        "seconds": took,
+        "messages_per_second": done.messages / took,
+        "complete": done.complete,
+    }
+    print(
+        f"  prune --older-than 60d: dry run {count_seconds:.1f} s for "
+        f"{counted.messages:,} messages; deleted {done.messages:,} in {took:.1f} s "
+        f"({result['messages_per_second']:,.0f}/s, batches of 5,000)",
+        flush=True,
+    )
+    return result
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=10_000_000, help="history rows")
     ap.add_argument("--live", type=int, default=100_000, help="live rows")
     ap.add_argument("--repeats", type=int, default=5, help="calls per query; median shown")
+    ap.add_argument("--prune-seconds", type=float, default=30.0, help="time budget of the prune")
     ap.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
@@ -228,6 +262,7 @@ def main() -> int:
             size = conn.execute(
                 text("SELECT pg_size_pretty(pg_total_relation_size('messages'))")
             ).scalar_one()
+        pruning = measure_prune(sessions, args.prune_seconds)
     finally:
         engine.dispose()
         with admin.connect() as conn:
@@ -250,6 +285,7 @@ def main() -> int:
                     "index_build_seconds": build,
                     "before": before,
                     "after": after,
+                    "prune": pruning,
                 },
                 indent=2,
             )
