@@ -22,7 +22,7 @@ the account's rate.
 With ``--adapter panelsms`` (one number per request, so the baseline is the
 same code) what counts is the weakest 5 s: the bucket kept busy.
 
-It creates (and drops) its own PostgreSQL database and uses Redis database 13.
+It creates (and drops) its own PostgreSQL database and uses Redis database 11.
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3, help="runs of each; medians reported")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per run at most")
     ap.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
-    ap.add_argument("--redis", default="redis://127.0.0.1:6379/13")
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379/11")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]

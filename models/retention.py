@@ -10,7 +10,9 @@ transaction so sending is never blocked behind a long delete:
   suppressed, rejected, cancelled) that ended before the cutoff, and
   ``sent`` messages sent before it (no report came within the retention:
   none will). A campaign's messages go only **with their campaign**: once
-  the campaign is finished or cancelled and ended before the cutoff. A
+  the campaign is finished or cancelled, ended before the cutoff, and every
+  one of its messages is past the retention itself (an ``unknown`` one, or
+  one whose delivery report came late, keeps the whole campaign). A
   campaign's counts and report are computed from its messages, so a
   campaign is never left with part of its messages: it is kept whole or
   deleted whole, campaign row included. A message of a running or paused
@@ -35,8 +37,9 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, delete, false, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from models.status import FINAL_STATUSES, CampaignStatus, MessageStatus
@@ -66,17 +69,32 @@ def _old_campaigns(cutoff: dt.datetime) -> ColumnElement[bool]:
     return and_(Campaign.status.in_(FINISHED_CAMPAIGNS), Campaign.finished_at < cutoff)
 
 
-def _prunable(cutoff: dt.datetime) -> ColumnElement[bool]:
-    """Messages past the retention (see the module docstring)."""
-    ended = or_(
+def _ended(cutoff: dt.datetime) -> ColumnElement[bool]:
+    """The message itself is past the retention (whatever its campaign)."""
+    return or_(
         and_(Message.status.in_(list(FINAL_STATUSES)), Message.finished_at < cutoff),
         and_(Message.status == S.SENT, Message.sent_at < cutoff),
     )
+
+
+def _stays(cutoff: dt.datetime) -> ColumnElement[bool]:
+    """A message that is not past the retention itself (NULLs: it stays)."""
+    return ~func.coalesce(_ended(cutoff), false())
+
+
+def _whole_campaigns(cutoff: dt.datetime) -> ColumnElement[bool]:
+    """Campaigns that ended before the cutoff and keep none of their messages."""
+    return and_(_old_campaigns(cutoff), ~Campaign.messages.any(_stays(cutoff)))
+
+
+def _prunable(cutoff: dt.datetime) -> ColumnElement[bool]:
+    """Messages past the retention (see the module docstring): a campaign's only
+    when every message of the campaign is, so a campaign goes whole."""
     own_campaign = or_(
         Message.campaign_id.is_(None),
-        Message.campaign_id.in_(select(Campaign.id).where(_old_campaigns(cutoff))),
+        Message.campaign_id.in_(select(Campaign.id).where(_whole_campaigns(cutoff))),
     )
-    return and_(ended, own_campaign)
+    return and_(_ended(cutoff), own_campaign)
 
 
 def _ended_webhooks(cutoff: dt.datetime) -> ColumnElement[bool]:
@@ -110,35 +128,68 @@ def prune(
             _count(session, result, idempotent_before)
         return result
     deadline = None if budget is None else time.monotonic() + budget
-    # Messages first: their campaigns can only go once they are gone.
-    steps: list[tuple[str, Callable[[Session], int]]] = [
-        ("messages", lambda session: _delete_messages(session, result, batch_size)),
-        ("webhooks", lambda session: _delete_webhooks(session, cutoff, batch_size)),
-        ("campaigns", lambda session: _delete_campaigns(session, cutoff, batch_size)),
-        (
-            "idempotency_records",
-            lambda session: _delete_idempotency(session, idempotent_before, batch_size),
-        ),
-    ]
-    for name, step in steps:
-        while True:
-            if deadline is not None and time.monotonic() > deadline:
-                result.complete = False
-                return result
+
+    def in_time() -> bool:
+        if deadline is not None and time.monotonic() > deadline:
+            result.complete = False
+        return result.complete
+
+    def batches(step: Callable[[Session], int]) -> int:
+        """Run ``step`` in its own transaction until a batch comes back short."""
+        total = 0
+        while in_time():
             with sessions() as session:
-                deleted = step(session)
+                done = step(session)
                 session.commit()
-            if name != "messages":  # counted by _delete_messages, with events and outbox
-                setattr(result, name, getattr(result, name) + deleted)
-            if deleted < batch_size:
+            total += done
+            if done < batch_size:
                 break
+        return total
+
+    # 1. Messages of no campaign.
+    alone = and_(Message.campaign_id.is_(None), _ended(cutoff))
+    batches(lambda session: _delete_messages(session, result, alone, batch_size))
+    # 2. Campaigns whole, one at a time: their messages, then the campaign row.
+    seen: set[str] = set()
+    while in_time():
+        with sessions() as session:
+            found = [
+                campaign_id
+                for campaign_id in session.scalars(
+                    select(Campaign.id).where(_whole_campaigns(cutoff)).limit(len(seen) + 100)
+                )
+                if campaign_id not in seen
+            ]
+        if not found:
+            break
+        for campaign_id in found:
+            seen.add(campaign_id)
+            own = and_(Message.campaign_id == campaign_id, _ended(cutoff))
+            batches(partial(_delete_messages, result=result, where=own, batch_size=batch_size))
+            if not in_time():
+                break
+            with sessions() as session:
+                result.campaigns += _delete_empty_campaign(session, campaign_id)
+                session.commit()
+    # 3. Outbox rows of messages still kept, and spent idempotency records.
+    result.webhooks += batches(lambda session: _delete_webhooks(session, cutoff, batch_size))
+    result.idempotency_records += batches(
+        lambda session: _delete_idempotency(session, idempotent_before, batch_size)
+    )
     return result
 
 
-def _delete_messages(session: Session, result: Pruned, batch_size: int) -> int:
+def _delete_messages(
+    session: Session, result: Pruned, where: ColumnElement[bool], batch_size: int
+) -> int:
     """One batch of messages with their events and outbox rows; returns the messages."""
+    # Locked (PostgreSQL: FOR UPDATE re-checks the condition on a row changed
+    # meanwhile, e.g. re-queued by ``smsq fleet retry``; rows locked by a
+    # writer are skipped for the next run), so what is deleted is what matched.
     ids = list(
-        session.scalars(select(Message.id).where(_prunable(result.cutoff)).limit(batch_size))
+        session.scalars(
+            select(Message.id).where(where).limit(batch_size).with_for_update(skip_locked=True)
+        )
     )
     if not ids:
         return 0
@@ -148,9 +199,17 @@ def _delete_messages(session: Session, result: Pruned, batch_size: int) -> int:
     result.webhooks += _rowcount(
         session.execute(delete(WebhookDelivery).where(WebhookDelivery.message_id.in_(ids)))
     )
-    deleted = _rowcount(session.execute(delete(Message).where(Message.id.in_(ids))))
-    result.messages += deleted
+    result.messages += _rowcount(session.execute(delete(Message).where(Message.id.in_(ids))))
     return len(ids)
+
+
+def _delete_empty_campaign(session: Session, campaign_id: str) -> int:
+    """The campaign row, once none of its messages is left (1: deleted)."""
+    return _rowcount(
+        session.execute(
+            delete(Campaign).where(Campaign.id == campaign_id, ~Campaign.messages.any())
+        )
+    )
 
 
 def _delete_webhooks(session: Session, cutoff: dt.datetime, batch_size: int) -> int:
@@ -159,20 +218,6 @@ def _delete_webhooks(session: Session, cutoff: dt.datetime, batch_size: int) -> 
     )
     if ids:
         session.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(ids)))
-    return len(ids)
-
-
-def _delete_campaigns(session: Session, cutoff: dt.datetime, batch_size: int) -> int:
-    """Ended campaigns whose messages are all gone."""
-    ids = list(
-        session.scalars(
-            select(Campaign.id)
-            .where(_old_campaigns(cutoff), ~Campaign.messages.any())
-            .limit(batch_size)
-        )
-    )
-    if ids:
-        session.execute(delete(Campaign).where(Campaign.id.in_(ids)))
     return len(ids)
 
 
@@ -210,10 +255,7 @@ def _count(session: Session, result: Pruned, idempotent_before: dt.datetime) -> 
         )
         or 0
     )
-    kept = Campaign.messages.any(Message.id.not_in(select(prunable.c.id)))
-    result.campaigns = (
-        session.scalar(select(func.count()).where(_old_campaigns(cutoff), ~kept)) or 0
-    )
+    result.campaigns = session.scalar(select(func.count()).where(_whole_campaigns(cutoff))) or 0
     result.idempotency_records = (
         session.scalar(
             select(func.count()).where(

@@ -31,6 +31,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -100,6 +101,12 @@ class Campaign(Base):
     messages: Mapped[list[Message]] = relationship(back_populates="campaign", lazy="raise")
 
 
+# The predicate of the partial index ``ix_messages_unknown_unresent``, as SQL
+# text: a query must say it in these literal words (not with bound
+# parameters) for PostgreSQL's prepared, generic plans to use the index.
+UNKNOWN_UNRESENT = "status = 'unknown' AND unknown_resends = 0"
+
+
 class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
@@ -114,6 +121,15 @@ class Message(Base):
         Index(None, "sent_at", postgresql_include=["provider", "route"]),
         # Final rows by when they ended: failures of the last hour, retention.
         Index(None, "status", "finished_at"),
+        # The sweeper's resend candidates: unknown and never resent (a few rows,
+        # however many resent unknowns the table keeps for an operator).
+        Index(
+            "ix_messages_unknown_unresent",
+            "provider",
+            "updated_at",
+            postgresql_where=text(UNKNOWN_UNRESENT),
+            sqlite_where=text(UNKNOWN_UNRESENT),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

@@ -437,7 +437,7 @@ def pause(settings: Settings, store: redis.Redis, provider: str) -> bool:
     changed = pause_provider(store, provider)
     log.warning("provider paused", provider=provider, changed=changed)
     if changed:
-        record(store, provider, EventKind.PAUSED, reason="smsq fleet pause")
+        _record(store, provider, EventKind.PAUSED, reason="smsq fleet pause")
     return changed
 
 
@@ -447,8 +447,16 @@ def resume(settings: Settings, store: redis.Redis, provider: str) -> bool:
     changed = resume_provider(store, provider)
     log.warning("provider resumed", provider=provider, changed=changed)
     if changed:
-        record(store, provider, EventKind.RESUMED, reason="smsq fleet resume")
+        _record(store, provider, EventKind.RESUMED, reason="smsq fleet resume")
     return changed
+
+
+def _record(store: redis.Redis, provider: str, event: EventKind, *, reason: str) -> None:
+    """The pause or resume is done; an event that cannot be kept is only logged."""
+    try:
+        record(store, provider, event, reason=reason)
+    except redis.RedisError as exc:
+        log.warning("fleet event not kept", provider=provider, event=event.value, error=str(exc))
 
 
 def _check_provider(settings: Settings, provider: str) -> None:

@@ -75,7 +75,8 @@ def list_events(
     account: str | None = None,
     limit: int = 50,
 ) -> list[FleetEvent]:
-    """The newest ``limit`` events (oldest first), after ``since``, of ``account``."""
+    """The newest ``limit`` events (oldest first), after ``since`` (a time
+    without a zone is UTC), of ``account``."""
     found: list[FleetEvent] = []
     for event in _newest_first(store, since):
         if account is not None and event.account != account:
@@ -100,7 +101,10 @@ def list_events(
 
 
 def _newest_first(store: redis.Redis, since: dt.datetime | None) -> Iterator[FleetEvent]:
-    low = "-" if since is None else str(int(since.timestamp() * 1000))
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=dt.UTC)
+    # Exclusive: an entry of the very millisecond ``since`` names is not after it.
+    low = "-" if since is None else f"({int(since.timestamp() * 1000)}-18446744073709551615"
     high = "+"
     while True:
         page = store.xrevrange(FLEET_EVENTS_KEY, max=high, min=low, count=_PAGE) or []

@@ -461,10 +461,18 @@ async def _feed_group(
         window = [pending[i] for i in range(min(size, len(pending)))]
         wanted = sum(_tokens(m) for m in window)
         minimum = _tokens(window[0])  # a long text's segments in one grant
-        if fill and not probe:
-            # Fill the request, waiting at most about fill_wait for the tokens.
-            minimum = max(minimum, min(wanted, int(bucket.rate * factor * ctx.fill_wait)))
+        filling = fill and not probe
+        if filling:
+            # Fill the request, waiting at most about fill_wait for the tokens
+            # (at the bucket's rate now), never into the OTP reserve.
+            full = min(wanted, int(bucket.rate * factor * ctx.fill_wait), bucket.burst - reserve)
+            filling = full > minimum
+            minimum = max(minimum, full)
         grant = bucket.acquire(wanted, minimum=minimum, reserve=reserve)
+        if filling and grant.granted == 0 and grant.factor < factor:
+            # The bucket runs slower than this request was sized for: size it again.
+            factor = grant.factor
+            continue
         factor = grant.factor
         if grant.granted == 0:
             if waited + grant.wait > MAX_TOKEN_WAIT:

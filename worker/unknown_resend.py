@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy import ColumnElement, and_, exists, or_, select, text
 from sqlalchemy.orm import Session
 
 from models.status import EventSource, MessageStatus
-from models.tables import Message, MessageEvent
+from models.tables import UNKNOWN_UNRESENT, Message, MessageEvent
 from smsq.core.names import QUEUE_FOR_KIND
 from smsq.core.settings import Settings
 
@@ -64,8 +64,7 @@ def unknown_due(
         return {}
     rows = session.execute(
         select(Message.id, Message.kind).where(
-            Message.status == S.UNKNOWN,
-            Message.unknown_resends == 0,
+            text(UNKNOWN_UNRESENT),  # status unknown, never resent: its partial index
             Message.provider.in_(providers),
             or_(*quiet),
             ~exists().where(

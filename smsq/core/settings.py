@@ -143,7 +143,9 @@ class Settings(BaseSettings):
         "events, outbox rows and campaigns (models/retention.py); 0: never",
     )
     prune_interval: float = Field(
-        default=3600.0, gt=0, description="how often the beat prunes (at most 60 s of work each)"
+        default=3600.0,
+        ge=60,
+        description="how often the beat prunes (at most 60 s of work each, so runs never overlap)",
     )
     owner_ttl: float = Field(
         default=10.0,

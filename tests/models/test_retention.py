@@ -155,3 +155,45 @@ def test_small_batches_get_everything_and_a_spent_budget_stops_early(
 def test_a_non_positive_age_is_refused(sessions: sessionmaker[Session]) -> None:
     with pytest.raises(ValueError, match="older_than"):
         prune(sessions, older_than=dt.timedelta(0), idempotency_ttl=1, now=NOW)
+
+
+@pytest.mark.parametrize("straggler", ["unknown", "reported late"])
+def test_a_campaign_with_a_message_still_inside_the_retention_is_kept_whole(
+    session: Session,
+    sessions: sessionmaker[Session],
+    make_message: Callable[..., Message],
+    make_campaign: Callable[..., Campaign],
+    straggler: str,
+) -> None:
+    """Regression: the campaign's old rows went and the straggler stayed, so its
+    counts and report changed under the operator."""
+    campaign = make_campaign(status=CampaignStatus.FINISHED, finished_at=OLD)
+    make_message(status=S.DELIVERED, finished_at=OLD, campaign_id=campaign.id)
+    if straggler == "unknown":
+        make_message(status=S.UNKNOWN, sent_at=OLD, campaign_id=campaign.id)
+    else:
+        make_message(status=S.DELIVERED, sent_at=OLD, finished_at=RECENT, campaign_id=campaign.id)
+
+    counted = run(sessions, dry_run=True)
+    done = run(sessions)
+
+    assert (counted.messages, counted.campaigns) == (0, 0)
+    assert (done.messages, done.campaigns) == (0, 0)
+    assert len(kept_messages(session)) == 2
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite: one writer at a time
+def test_a_row_a_writer_holds_is_left_for_the_next_run(
+    session: Session, sessions: sessionmaker[Session], history: dict[str, Any]
+) -> None:
+    held = history["ids"]["old delivered"]
+    with sessions() as writer:  # e.g. smsq fleet retry re-queueing it
+        writer.execute(select(Message.id).where(Message.id == held).with_for_update())
+
+        done = run(sessions)
+
+        writer.rollback()
+    assert done.messages == 5
+    assert held in kept_messages(session)
+    assert run(sessions).messages == 1

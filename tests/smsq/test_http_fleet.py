@@ -109,6 +109,9 @@ async def test_fleet_events_lists_pauses_and_breaker_changes_behind_a_key(
     later = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).isoformat()
     after = await client.get("/v1/fleet/events", params={"since": later}, headers=auth)
     assert after.json()["events"] == []
+    naive = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).replace(tzinfo=None).isoformat()
+    as_utc = await client.get("/v1/fleet/events", params={"since": naive}, headers=auth)
+    assert as_utc.status_code == 200 and as_utc.json()["events"] == []  # read as UTC
     bad = await client.get("/v1/fleet/events", params={"limit": 0}, headers=auth)
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "limit"
 

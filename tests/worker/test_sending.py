@@ -80,6 +80,47 @@ async def test_campaign_requests_fill_up_under_a_busy_throttle(
     assert harness.sim.stats()["requests"]["total"] == 4  # full requests, 100 numbers each
 
 
+async def test_a_full_request_never_takes_the_otp_reserve(
+    harness: Any,
+    queued: Callable[..., list[Message]],
+    make_campaign: Callable[..., Campaign],
+) -> None:
+    """Regression (review): a fill larger than burst - reserve waited for a
+    full bucket and took the reserve with it."""
+    harness.rates["brand"] = (100, 100)  # the defaults: reserve 10, fill 100
+    harness.ctx.otp_reserve = 0.1
+    campaign = make_campaign(status=CampaignStatus.RUNNING)
+    numbers = queued(300, provider="brand", kind="campaign", campaign_id=campaign.id, text="Sale")
+    sending = asyncio.create_task(send_batch(harness.ctx, [m.id for m in numbers]))
+    await asyncio.sleep(0.5)  # the campaign is waiting for its next request's tokens
+
+    otp = queued(1, provider="brand", kind="otp", text="Your code is 123456")
+    started = time.perf_counter()
+    assert (await send_batch(harness.ctx, [otp[0].id])).written.sent == 1
+    assert time.perf_counter() - started < 0.15
+    assert (await sending).written.sent == 300
+    assert harness.sim.stats()["requests"]["total"] <= 5  # 90 numbers or more each
+
+
+async def test_a_slowed_bucket_fills_requests_at_its_rate_instead_of_giving_rows_back(
+    harness: Any,
+    queued: Callable[..., list[Message]],
+    make_campaign: Callable[..., Campaign],
+) -> None:
+    """Regression (review): sized for the full rate, the first request's wait
+    passed the 5 s limit on a bucket slowed by code 7, and the batch was given back."""
+    harness.rates["brand"] = (100, 20)
+    bucket = harness.ctx.bucket("brand")
+    for _ in range(3):
+        bucket.penalize()  # factor 0.125: 12.5 tokens a second
+    campaign = make_campaign(status=CampaignStatus.RUNNING)
+    numbers = queued(30, provider="brand", kind="campaign", campaign_id=campaign.id, text="Sale")
+
+    result = await send_batch(harness.ctx, [m.id for m in numbers])
+
+    assert (result.written.sent, result.released) == (30, 0)
+
+
 async def test_an_otp_does_not_wait_to_fill_a_request(
     harness: Any, queued: Callable[..., list[Message]]
 ) -> None:
