@@ -37,8 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import fakeredis
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -152,7 +151,6 @@ def seed(engine: Engine, rows: int, live: int) -> dict[str, float]:
 
 def periodic_queries(settings: Settings) -> dict[str, Callable[[Session], Any]]:
     """Each periodic query as its caller runs it; none finds anything to move."""
-    store = fakeredis.FakeRedis()
 
     def now() -> dt.datetime:
         return dt.datetime.now(dt.UTC)
@@ -173,26 +171,58 @@ def periodic_queries(settings: Settings) -> dict[str, Callable[[Session], Any]]:
             ingest_stall_after=settings.ingest_stall_after,
         ),
         "dead-worker recovery (sending_tokens)": sending_tokens,
+        # The database's part: no throttle store, broker or workers to ask.
         "smsq fleet status (fleet_status)": lambda s: fleet.fleet_status(
-            s, settings=settings, store=store, broker=None, workers=None, now=now()
+            s, settings=settings, store=None, broker=None, workers=None, now=now()
         ),
     }
 
 
 def time_queries(
-    sessions: sessionmaker[Session], queries: dict[str, Callable[[Session], Any]], repeats: int
-) -> dict[str, dict[str, float]]:
-    result: dict[str, dict[str, float]] = {}
-    for name, query in queries.items():
-        times = []
-        for _ in range(repeats):
-            with sessions() as session:
-                t0 = time.perf_counter()
-                query(session)
-                times.append(1000 * (time.perf_counter() - t0))
-                session.rollback()
-        result[name] = {"median_ms": statistics.median(times), "max_ms": max(times)}
-        print(f"    {name:42} {result[name]['median_ms']:9.1f} ms", flush=True)
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    queries: dict[str, Callable[[Session], Any]],
+    repeats: int,
+) -> dict[str, dict[str, Any]]:
+    """Median wall time of each call, and its slowest SQL statements (last call)."""
+    statements: list[tuple[float, str]] = []
+
+    def before(conn: Any, *_: Any) -> None:
+        conn.info["bench_t0"] = time.perf_counter()
+
+    def after(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        took = 1000 * (time.perf_counter() - conn.info["bench_t0"])
+        statements.append((took, " ".join(statement.split())[:160]))
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    result: dict[str, dict[str, Any]] = {}
+    try:
+        for name, query in queries.items():
+            times = []
+            for _ in range(repeats):
+                statements.clear()
+                with sessions() as session:
+                    t0 = time.perf_counter()
+                    query(session)
+                    times.append(1000 * (time.perf_counter() - t0))
+                    session.rollback()
+            slowest = sorted(statements, reverse=True)[:3]
+            result[name] = {
+                "median_ms": statistics.median(times),
+                "max_ms": max(times),
+                "statements": len(statements),
+                "slowest": [{"ms": ms, "sql": sql} for ms, sql in slowest],
+            }
+            print(
+                f"    {name:42} {result[name]['median_ms']:9.1f} ms  "
+                f"({len(statements)} statements; slowest {slowest[0][0]:.1f} ms: "
+                f"{slowest[0][1][:70]})",
+                flush=True,
+            )
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
     return result
 
 
@@ -252,13 +282,13 @@ def main() -> int:
         sessions = make_sessionmaker(engine)
         queries = periodic_queries(settings)
         print("  baseline (schema 0007):", flush=True)
-        before = time_queries(sessions, queries, args.repeats)
+        before = time_queries(engine, sessions, queries, args.repeats)
         t0 = time.perf_counter()
         upgrade(url)
         build = time.perf_counter() - t0
-        print(f"  migration 0008 (CREATE INDEX CONCURRENTLY x2): {build:.1f} s", flush=True)
+        print(f"  migration 0008 (3 indexes, CREATE INDEX CONCURRENTLY): {build:.1f} s", flush=True)
         print("  with migration 0008:", flush=True)
-        after = time_queries(sessions, queries, args.repeats)
+        after = time_queries(engine, sessions, queries, args.repeats)
         with engine.connect() as conn:
             size = conn.execute(
                 text("SELECT pg_size_pretty(pg_total_relation_size('messages'))")

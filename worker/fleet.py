@@ -208,11 +208,13 @@ def fleet_status(
             found_workers = workers()
         except Exception as exc:
             problems.append(f"workers: could not ask the broker ({type(exc).__name__})")
-    providers = [
-        _provider_info(session, settings, store, name, now, problems) for name in settings.providers
-    ]
+    # Sends of the last 1 and 5 minutes by provider: one index-only range each.
     window_1m = _sent_since(session, now - dt.timedelta(minutes=1))
     window_5m = _sent_since(session, now - dt.timedelta(minutes=5))
+    providers = [
+        _provider_info(session, settings, store, name, now, problems, window_1m, window_5m)
+        for name in settings.providers
+    ]
     events: list[FleetEvent] = []
     if store is not None:
         try:
@@ -361,6 +363,8 @@ def _provider_info(
     name: str,
     now: dt.datetime,
     problems: list[str],
+    sent_1m: dict[str, int],
+    sent_5m: dict[str, int],
 ) -> ProviderInfo:
     account = settings.providers[name]
     paused: bool | None = None
@@ -386,8 +390,6 @@ def _provider_info(
         )
         .group_by(Message.error_code)
     ).all()
-    sent_1m = _sent_since_for(session, name, now - dt.timedelta(minutes=1))
-    sent_5m = _sent_since_for(session, name, now - dt.timedelta(minutes=5))
     return ProviderInfo(
         name=name,
         paused=paused,
@@ -396,8 +398,8 @@ def _provider_info(
         factor=factor,
         tokens=tokens,
         burst=account.burst,
-        sent_per_second_1m=sent_1m / 60,
-        sent_per_second_5m=sent_5m / 300,
+        sent_per_second_1m=sent_1m.get(name, 0) / 60,
+        sent_per_second_5m=sent_5m.get(name, 0) / 300,
         errors_last_hour={
             ("none" if code is None else str(code)): count
             for code, count in sorted(errors, key=lambda r: (r[0] is None, r[0] or 0))
@@ -405,15 +407,6 @@ def _provider_info(
         breaker=None if health is None else health.state.value,
         breaker_since=None if health is None else health.since,
         breaker_reason=None if health is None else health.reason,
-    )
-
-
-def _sent_since_for(session: Session, provider: str, since: dt.datetime) -> int:
-    return (
-        session.scalar(
-            select(func.count()).where(Message.provider == provider, Message.sent_at >= since)
-        )
-        or 0
     )
 
 
