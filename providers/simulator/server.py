@@ -10,17 +10,29 @@ A server in a thread can also go away and come back on the same port
 (:meth:`ServerThread.stop_listening`, :meth:`ServerThread.listen_again`): while
 it is away nothing listens there, so clients see *connection refused*, which
 is what a provider whose process stopped looks like (``smsq demo``'s outage).
-It goes the way a server shutting down gracefully goes (nginx's way): the
-listener closes first, the connections it has answer what they are asked
-with ``Connection: close``, and only connections left idle for longer than
-the client keeps an idle connection are closed under it. Closing an idle
-keep-alive connection at once (uvicorn's own shutdown) races with a client
-that is writing a request on it: that request gets no answer, and its SMS
-would end ``unknown`` although the provider never read it.
+It goes without cutting a request the provider never read, which a client
+could only call *unknown* (it may have been taken), in three steps:
+
+1. The listener stops taking new connections into its queue
+   (``listen(0)``: the kernel drops further SYNs; the client's retry a
+   second later is refused), the connections the kernel has already
+   completed are accepted, and only then is the listener closed. Closing it
+   with connections still queued resets them after their clients may have
+   written a request: in the one-process demo the queue often holds dozens.
+2. The connections it has answer what they are sent with
+   ``Connection: close``, and only connections left idle for longer than a
+   client keeps an idle connection are closed under it. Closing an idle
+   keep-alive connection at once (uvicorn's own shutdown) races with a
+   client writing a request on it.
+3. uvicorn's shutdown: what is left is closed, the lifespan ends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
+import struct
 import threading
 import time
 from types import TracebackType
@@ -65,6 +77,40 @@ def serve(
 ) -> None:
     """Serve ``sim`` until interrupted (blocking)."""
     uvicorn.Server(_config(create_app(sim, **app_options), host, port)).run()
+
+
+async def _close_listener(listener: asyncio.AbstractServer, within: float) -> None:
+    """Close ``listener`` once the connections the kernel completed for it
+    are accepted (at most ``within`` seconds), taking no new ones meanwhile.
+
+    Runs on the server's loop, which accepts while this waits; the last
+    check and the close have no await between them.
+    """
+    loop = asyncio.get_running_loop()
+    sockets = [
+        socket.socket(fileno=os.dup(s.fileno())) for s in getattr(listener, "sockets", None) or ()
+    ]
+    try:
+        for sock in sockets:
+            sock.listen(0)  # a full queue from now on: new SYNs are dropped
+        deadline = loop.time() + within
+        while any(_queued(sock) for sock in sockets) and loop.time() < deadline:
+            await asyncio.sleep(0.002)
+        listener.close()
+    finally:
+        for sock in sockets:
+            sock.close()  # the duplicate only
+
+
+def _queued(sock: socket.socket) -> bool:
+    """Connections waiting in a listening socket's accept queue (Linux's
+    ``TCP_INFO`` reports their count as ``tcpi_unacked``); elsewhere: none known."""
+    option = getattr(socket, "TCP_INFO", None)
+    if option is None:
+        return False
+    info = sock.getsockopt(socket.IPPROTO_TCP, option, 104)
+    unacked: int = struct.unpack_from("8B6I", info)[12]
+    return unacked > 0
 
 
 class _Closer:
@@ -143,16 +189,21 @@ class ServerThread:
     def stop_listening(self, drain: float = DRAIN, timeout: float = 10.0) -> None:
         """Go away until :meth:`listen_again`; returns once gone.
 
-        The listening socket is closed at once, so new connections are
-        refused. For up to ``drain`` seconds (less once none is left) the open
-        connections answer what they are sent with ``Connection: close``;
-        then the rest are closed, requests already read still answered, and
-        the app's lifespan ends (the simulator stops sending reports).
+        The listening socket takes no new connection at once and is closed
+        as soon as those already queued are accepted, so new connections are
+        refused (module docstring). For up to ``drain`` seconds (less once
+        none is left) the open connections answer what they are sent with
+        ``Connection: close``; then the rest are closed, requests already
+        read still answered, and the app's lifespan ends (the simulator stops
+        sending reports). ``drain=0``: uvicorn's plain shutdown.
         """
         if self.listening and drain > 0:
-            self._app.closing = True
             for listener in self._server.servers:
-                listener.get_loop().call_soon_threadsafe(listener.close)
+                closing = _close_listener(listener, within=drain)
+                asyncio.run_coroutine_threadsafe(closing, listener.get_loop()).result(
+                    timeout + drain
+                )
+            self._app.closing = True
             deadline = time.monotonic() + drain
             while self._server.server_state.connections and time.monotonic() < deadline:
                 time.sleep(0.02)
