@@ -9,6 +9,12 @@ failed in the simulator's stats.
 The HTTP client is injectable so tests route reports straight into an ASGI
 receiver with ``httpx.ASGITransport``; reports are sent concurrently (bounded),
 so one slow receiver does not hold back the others.
+
+When it stops (the app's lifespan ends: the simulator going away), reports
+already on their way get :data:`STOP_GRACE` seconds to arrive before they are
+cancelled, as a provider shutting down finishes the callbacks it started:
+a callback cut in the middle of its body is an error at the receiver and a
+report lost.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from providers.simulator.core import Simulator
 from providers.simulator.wire import Report
 
 POLL_INTERVAL = 0.05  # seconds between looks at the reports due
+STOP_GRACE = 2.0  # seconds reports in flight get to arrive when the dispatcher stops
 
 
 class DlrDispatcher:
@@ -35,6 +42,7 @@ class DlrDispatcher:
         backoff: float = 0.5,
         concurrency: int = 50,
         timeout: float = 5.0,
+        grace: float = STOP_GRACE,
     ) -> None:
         self.sim = sim
         self._client = client
@@ -42,6 +50,7 @@ class DlrDispatcher:
         self.attempts = attempts
         self.backoff = backoff
         self.timeout = timeout
+        self.grace = grace
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[bool]] = set()
 
@@ -106,7 +115,10 @@ class DlrDispatcher:
             return await self.deliver(report)
 
     async def aclose(self) -> None:
-        """Cancel reports in flight and close the client if it is ours."""
+        """Let reports in flight arrive (``grace`` seconds at most), cancel the
+        rest, and close the client if it is ours."""
+        if self._tasks and self.grace > 0:
+            await asyncio.wait(list(self._tasks), timeout=self.grace)
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
