@@ -265,3 +265,28 @@ async def test_reports_on_their_way_arrive_when_the_dispatcher_stops() -> None:
             await running
     assert arrived.is_set()
     assert sim.stats()["dlr"]["sent"] == 1
+
+
+async def test_reports_not_yet_sent_when_the_dispatcher_stops_are_owed_again() -> None:
+    """One in flight arrives; one waiting to be tried again goes back to the
+    simulator, to be sent once it is back, and is not counted as failed."""
+    sim, client, _ = make(dlr_delay=0)
+    for tid in ("order_1", "order_2"):
+        client.get("/sendMtSms.php", params={**PANEL, "transactionId": tid})
+    receiver = Receiver(statuses=[503])  # the first report to arrive is refused, once
+    async with receiver.client() as http:
+        dispatcher = DlrDispatcher(sim, http, backoff=30.0)
+        running = asyncio.create_task(dispatcher.run(interval=0.01))
+        while len(receiver.panelsms) < 2:  # the second has arrived; the first waits 30 s
+            await asyncio.sleep(0.01)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert sim.stats()["dlr"] == {
+        "pending": 1,
+        "sent": 1,
+        "failed": 0,
+        "per_number": {"1222333444": 1},
+    }
+    (again,) = sim.reports_due()
+    assert again.payload["transactionId"] == receiver.panelsms[0]["transactionId"]
