@@ -191,6 +191,21 @@ def failover(
     }
 
 
+def breaker_times(outage: dict[str, Any], changes: list[dict[str, Any]]) -> dict[str, Any]:
+    """When the account's breaker was first seen open after the outage began,
+    and closed again after that (seconds from the start, sampled)."""
+    opened = next(
+        (c["at_s"] for c in changes if c["state"] == "open" and c["at_s"] >= outage["started_s"]),
+        None,
+    )
+    closed = None
+    if opened is not None:
+        closed = next(
+            (c["at_s"] for c in changes if c["state"] == "closed" and c["at_s"] > opened), None
+        )
+    return {"breaker_open_s": opened, "breaker_closed_s": closed}
+
+
 def duplicates_at_providers(stats: Iterable[dict[str, Any]]) -> int:
     """Sends beyond the first to one number, over every simulator together
     (``per_number`` of each: a message sent on two accounts counts too)."""
@@ -221,12 +236,15 @@ def summary(
     completed: bool,
     route: dict[str, Any] | None = None,
     outage: OutageTimes | None = None,
+    breaker_changes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The report: what was sent, delivered, failed, retried; speed and precision;
     the campaign's accounts and, with ``outage``, its failover.
 
     ``simulators``: each simulator's ``stats()``, by adapter. ``route``: the
-    campaign's route (``name`` and ``accounts``, in failover order)."""
+    campaign's route (``name`` and ``accounts``, in failover order).
+    ``breaker_changes``: the route's first account's circuit breaker, each
+    change as the live view sampled it (every 0.5 s)."""
     snap = snapshot(session, campaign_id, since=started)
     first_sent, last_sent = session.execute(
         select(func.min(Message.sent_at), func.max(Message.sent_at)).where(
@@ -255,6 +273,7 @@ def summary(
         "accounts": accounts,
         "campaign_by_account": {a: by_account[a] for a in in_order},
         "outage": None,
+        "breaker_changes": breaker_changes or [],
     }
     during_outage: list[float] = []
     if route and outage is not None:
@@ -267,6 +286,7 @@ def summary(
             account=account,
             fallback=fallback,
         )
+        routing["outage"].update(breaker_times(routing["outage"], breaker_changes or []))
         during_outage = otp_latencies(session, since=outage.started, until=outage.ended)
 
     return {

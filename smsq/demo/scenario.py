@@ -66,6 +66,12 @@ class Progress:
     otps_submitted: int = 0
     outage: ProviderOutage | None = None
     """The panelsms simulator's outage (None with ``--no-failover``)."""
+    breaker_changes: list[dict[str, Any]] = field(default_factory=list)
+    """The panel account's breaker as sampled by the live view: each change."""
+
+    def breaker(self, now: float, state: str) -> None:
+        if not self.breaker_changes or self.breaker_changes[-1]["state"] != state:
+            self.breaker_changes.append({"at_s": round(now - self.started, 2), "state": state})
 
     def rate(self, now: float, sent: int) -> float:
         self.samples.append((now, sent))
@@ -203,7 +209,9 @@ def _scenario(
                 and snap.sent >= options.outage_at * options.recipients
             ):
                 outage.start()
-            route = _route_line(progress, carriers, breaker.state().state)
+            breaker_state = breaker.state().state
+            progress.breaker(time.monotonic(), breaker_state)
+            route = _route_line(progress, carriers, breaker_state)
             rate = progress.rate(now, snap.sent)
             if (
                 len(progress.rate_changes) == 1
@@ -262,6 +270,7 @@ def _scenario(
             completed=completed,
             route={"name": CAMPAIGN_ROUTE, "accounts": list(route_accounts)},
             outage=outage.times() if outage is not None else None,
+            breaker_changes=progress.breaker_changes,
         )
     if receipts:
         report["campaign"]["rejected_at_submission"] = receipts[0].rejected
@@ -305,7 +314,9 @@ def _carrier_line(session: Session, campaign_id: str, snap: Snapshot) -> str:
         session, campaign_id, sent_from=utcnow() - dt.timedelta(seconds=CARRIER_WINDOW)
     )
     if not recent:
-        return "campaign all sent" if snap.sent >= sum(snap.by_status.values()) else "-"
+        if snap.sent and snap.sent >= sum(snap.by_status.values()):
+            return "campaign all sent"
+        return f"no campaign message sent in the last {CARRIER_WINDOW:.0f} s"
     ranked = sorted(recent.items(), key=lambda item: item[1], reverse=True)
     return "campaign on " + " and ".join(account for account, _ in ranked)
 
@@ -380,6 +391,15 @@ def _outage_cell(outage: dict[str, Any]) -> str:
     return cell + (" (cut short: the campaign was done)" if outage["cut_short"] else "")
 
 
+def _breaker_cell(outage: dict[str, Any]) -> str:
+    if outage["breaker_open_s"] is None:
+        return "never seen open"
+    closed = outage["breaker_closed_s"]
+    return f"open at {outage['breaker_open_s']} s, " + (
+        f"closed again at {closed} s (its probe)" if closed is not None else "still open at the end"
+    )
+
+
 def _failover_cell(outage: dict[str, Any]) -> str:
     account, fallback = outage["account"], outage["fallback"]
     over = (
@@ -440,6 +460,7 @@ def _summary_table(report: dict[str, Any]) -> Table:
     outage = routing["outage"]
     if outage is not None:
         table.add_row(f"{outage['account']} outage", _outage_cell(outage))
+        table.add_row(f"{outage['account']} breaker", _breaker_cell(outage))
         table.add_row("failover", _failover_cell(outage))
         during = otp["during_outage"]
         table.add_row(

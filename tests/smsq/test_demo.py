@@ -85,6 +85,13 @@ def test_a_short_demo_sends_everything_fails_over_and_reports_it(tmp_path: Path)
     # The breaker's probe (every 5 s) closes it; a loaded machine adds some.
     assert outage["first_back_s"] > outage["ended_s"]
     assert 0 < outage["back_s"] < 8
+    # panel's breaker, as the live view sampled it: opened by the refusals,
+    # closed by a probe once panel was back, before the campaign came back.
+    states = [change["state"] for change in routing["breaker_changes"]]
+    assert states[0] == "closed" and "open" in states and states[-1] == "closed"
+    assert outage["started_s"] <= outage["breaker_open_s"]
+    # Sampled every 0.5 s (a loaded machine stretches that): about when the campaign came back.
+    assert outage["ended_s"] < outage["breaker_closed_s"] <= outage["first_back_s"] + 2
     # Counted by number at both simulators: every message exactly once.
     assert report["duplicates_at_providers"] == 0
     sims = report["panelsms_simulator"]["accepted"] + report["brand_simulator"]["accepted"]
