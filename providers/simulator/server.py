@@ -13,12 +13,14 @@ is what a provider whose process stopped looks like (``smsq demo``'s outage).
 It goes without cutting a request the provider never read, which a client
 could only call *unknown* (it may have been taken), in three steps:
 
-1. The listener stops taking new connections into its queue
-   (``listen(0)``: the kernel drops further SYNs; the client's retry a
-   second later is refused), the connections the kernel has already
-   completed are accepted, and only then is the listener closed. Closing it
-   with connections still queued resets them after their clients may have
-   written a request: in the one-process demo the queue often holds dozens.
+1. The listener stops completing new connections (Linux: a socket filter
+   that drops what reaches it, so a client's SYN goes unanswered and its
+   retry a second later is refused), the connections the kernel had
+   already completed are accepted, and only then is the listener closed.
+   Closing it with connections still queued resets them after their
+   clients may have written a request: in the one-process demo the queue
+   often holds dozens. (Elsewhere: ``listen(0)``, which still lets one
+   connection at a time into the queue.)
 2. The connections it has answer what they are sent with
    ``Connection: close``, and only connections left idle for longer than a
    client keeps an idle connection are closed under it. Closing an idle
@@ -30,6 +32,7 @@ could only call *unknown* (it may have been taken), in three steps:
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import socket
 import struct
@@ -92,7 +95,7 @@ async def _close_listener(listener: asyncio.AbstractServer, within: float) -> No
     ]
     try:
         for sock in sockets:
-            sock.listen(0)  # a full queue from now on: new SYNs are dropped
+            _complete_no_new_connection(sock)
         deadline = loop.time() + within
         while any(_queued(sock) for sock in sockets) and loop.time() < deadline:
             await asyncio.sleep(0.002)
@@ -100,6 +103,34 @@ async def _close_listener(listener: asyncio.AbstractServer, within: float) -> No
     finally:
         for sock in sockets:
             sock.close()  # the duplicate only
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = (
+        ("code", ctypes.c_uint16),
+        ("jt", ctypes.c_uint8),
+        ("jf", ctypes.c_uint8),
+        ("k", ctypes.c_uint32),
+    )
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = (("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter)))
+
+
+SO_ATTACH_FILTER = 26  # Linux; not in Python's socket module
+_DROP_ALL = (_SockFilter * 1)(_SockFilter(0x06, 0, 0, 0))  # BPF_RET|BPF_K 0: keep 0 bytes
+_DROP_ALL_PROGRAM = _SockFprog(1, _DROP_ALL)
+
+
+def _complete_no_new_connection(sock: socket.socket) -> None:
+    """Let no new connection into ``sock``'s accept queue: on Linux a filter
+    dropping every packet the listener sees (SYNs, and the ACKs that would
+    complete a handshake), else ``listen(0)``."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(_DROP_ALL_PROGRAM))
+    except OSError:
+        sock.listen(0)
 
 
 def _queued(sock: socket.socket) -> bool:

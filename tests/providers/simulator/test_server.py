@@ -3,6 +3,8 @@ on the same port, with what it counted kept: ``smsq demo``'s provider outage."""
 
 from __future__ import annotations
 
+import socket
+import sys
 import threading
 import time
 
@@ -11,7 +13,7 @@ import pytest
 
 from providers.http import KEEPALIVE_EXPIRY
 from providers.simulator import SimConfig, Simulator, run_in_thread
-from providers.simulator.server import DRAIN
+from providers.simulator.server import DRAIN, _complete_no_new_connection, _queued
 
 PANEL = {"user": "demo@example.com", "apiKey": "demo-panel-key", "to": "+1222333444"}
 
@@ -80,3 +82,27 @@ def test_the_drain_outlasts_the_clients_keep_alive() -> None:
 
 def send_to(client: httpx.Client, url: str, number: str) -> httpx.Response:
     return client.get(f"{url}/sendMtSms.php", params={**PANEL, "to": number, "message": "Hi"})
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a Linux socket filter")
+def test_a_stopping_listener_completes_no_new_connection_but_keeps_the_queued_ones() -> None:
+    """Closing a listener resets the connections queued for it, whose clients
+    may have written a request already: it first lets none in, then accepts
+    those queued, then closes (and a connect is refused)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        queued = socket.create_connection(listener.getsockname())
+        _complete_no_new_connection(listener)
+        assert _queued(listener)
+        with pytest.raises(TimeoutError):  # its SYN goes unanswered
+            socket.create_connection(listener.getsockname(), timeout=0.3)
+        accepted, _ = listener.accept()
+        assert not _queued(listener)
+        queued.sendall(b"x")
+        assert accepted.recv(1) == b"x"
+        accepted.close()
+        queued.close()
+        address = listener.getsockname()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(address, timeout=0.3)
