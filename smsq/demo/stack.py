@@ -300,6 +300,10 @@ class EmbeddedStack:
         api = ServerThread(app).start()
         self._exit.callback(close_app_resources, app)
         self._exit.callback(api.stop)
+        # The simulators stop before the API (callbacks unwind in reverse), so
+        # the delivery reports they are sending as they stop still find it.
+        for server in self.sim_servers.values():
+            self._exit.callback(server.stop)
         self.api_url = api.url
         # Providers reach our receiver here; the adapters read it from the settings.
         self.settings = Settings(**ours, public_url=self.api_url)
