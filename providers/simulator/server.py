@@ -146,19 +146,24 @@ def _queued(sock: socket.socket) -> bool:
 
 class _Closer:
     """An ASGI app whose responses say ``Connection: close`` while ``closing``
-    (uvicorn then closes the connection once the answer is out)."""
+    (uvicorn then closes the connection once the answer is out).
+
+    Decided when the answer starts, not when the request came in: an answer
+    that left keep-alive after the drain began would let its client send
+    again on that connection for as long as it keeps an idle one.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.closing = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.closing or scope["type"] != "http":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
         async def closing_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if self.closing and message["type"] == "http.response.start":
                 headers = [*message.get("headers", []), (b"connection", b"close")]
                 message = {**message, "headers": headers}
             await send(message)

@@ -10,8 +10,10 @@ account's circuit breaker opens, and its probe brings the traffic back.
 
 The times are wall-clock UTC, as the database's ``sent_at`` is, so the report
 can put them side by side. ``started`` is when the listener was told to
-close (uvicorn closes it within its 0.1 s tick); ``ended`` is when it
-accepts connections again.
+close (it closes within about 0.1 s: new connections are refused from
+then); ``down`` is when the last connection it had was closed, each having
+answered one last request (a server shutting down gracefully: up to ~3 s),
+and the server had stopped; ``ended`` is when it accepts connections again.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class OutageTimes:
 
     started: dt.datetime
     ended: dt.datetime | None
+    down: dt.datetime | None = None
+    """When the server had stopped: no connection left (None: not yet)."""
     cut_short: bool = False
     """The demo ended before the outage's length was up (and reopened the port)."""
     error: str | None = None
@@ -48,6 +52,7 @@ class ProviderOutage:
         self.account = account
         self.length = length
         self._started: dt.datetime | None = None
+        self._down: dt.datetime | None = None
         self._ended: dt.datetime | None = None
         self._error: str | None = None
         self._cut_short = False
@@ -71,7 +76,11 @@ class ProviderOutage:
             if self._started is None:
                 return None
             return OutageTimes(
-                self._started, self._ended, cut_short=self._cut_short, error=self._error
+                self._started,
+                self._ended,
+                down=self._down,
+                cut_short=self._cut_short,
+                error=self._error,
             )
 
     def start(self) -> None:
@@ -90,6 +99,8 @@ class ProviderOutage:
         assert self._started is not None
         log.info("demo fault: provider refusing connections", provider=self.account)
         self.server.stop_listening()
+        with self._lock:
+            self._down = utcnow()
         left = self.length - (utcnow() - self._started).total_seconds()
         cut = self._cut.wait(max(0.0, left))
         try:

@@ -179,6 +179,7 @@ def failover(
         "account": account,
         "fallback": fallback,
         "started_s": since_start(outage.started),
+        "down_s": since_start(outage.down),
         "ended_s": since_start(outage.ended),
         "length_s": between(outage.ended, outage.started),
         "cut_short": outage.cut_short,

@@ -386,7 +386,8 @@ def _outage_cell(outage: dict[str, Any]) -> str:
         return f"refused connections from {began} s; did not come back: {outage['error']}"
     cell = (
         f"refused connections from {outage['started_s']} s to {outage['ended_s']} s "
-        f"({outage['length_s']} s)"
+        f"({outage['length_s']} s; its open connections answered a last request "
+        f"and were closed by {outage['down_s']} s)"
     )
     return cell + (" (cut short: the campaign was done)" if outage["cut_short"] else "")
 

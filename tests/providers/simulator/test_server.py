@@ -3,6 +3,7 @@ on the same port, with what it counted kept: ``smsq demo``'s provider outage."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sys
 import threading
@@ -10,10 +11,11 @@ import time
 
 import httpx
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 
 from providers.http import KEEPALIVE_EXPIRY
 from providers.simulator import SimConfig, Simulator, run_in_thread
-from providers.simulator.server import DRAIN, _complete_no_new_connection, _queued
+from providers.simulator.server import DRAIN, _Closer, _complete_no_new_connection, _queued
 
 PANEL = {"user": "demo@example.com", "apiKey": "demo-panel-key", "to": "+1222333444"}
 
@@ -106,3 +108,30 @@ def test_a_stopping_listener_completes_no_new_connection_but_keeps_the_queued_on
         address = listener.getsockname()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(address, timeout=0.3)
+
+
+async def test_an_answer_started_after_the_drain_began_says_close_whatever_its_request() -> None:
+    """A request read before the drain began but answered after it must not
+    leave its connection open for the client to send on again."""
+    answering = asyncio.Event()
+
+    async def slow_app(scope: Scope, receive: Receive, send: Send) -> None:
+        await answering.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    closer = _Closer(slow_app)
+    sent: list[Message] = []
+
+    async def record(message: Message) -> None:
+        sent.append(message)
+
+    async def nothing() -> Message:
+        return {"type": "http.disconnect"}
+
+    request = asyncio.create_task(closer({"type": "http"}, nothing, record))
+    await asyncio.sleep(0)
+    closer.closing = True  # the drain begins while the request is being handled
+    answering.set()
+    await request
+    assert (b"connection", b"close") in sent[0]["headers"]
