@@ -108,6 +108,12 @@ class Simulator:
                 due.append(heapq.heappop(self._owed)[2])
         return due
 
+    def owe_again(self, report: Report) -> None:
+        """A report popped by :meth:`reports_due` but not sent (the dispatcher
+        stopped first): owed again, at its old due time, so it goes out first."""
+        with self._lock:
+            self._owe(report)
+
     def record_dlr(self, delivered: bool, to: str = "") -> None:
         """Count a report the dispatcher sent (or gave up on), by destination if known."""
         with self._lock:

@@ -9,6 +9,14 @@ failed in the simulator's stats.
 The HTTP client is injectable so tests route reports straight into an ASGI
 receiver with ``httpx.ASGITransport``; reports are sent concurrently (bounded),
 so one slow receiver does not hold back the others.
+
+When it stops (the app's lifespan ends: the simulator going away, as in
+``smsq demo``'s outage) it finishes the callbacks it started, as a provider
+shutting down would: an attempt on its way gets up to :data:`STOP_GRACE`
+seconds to end, and a report not yet tried, or waiting to be tried again, is
+owed again (:meth:`Simulator.owe_again`), to go out when the simulator is back.
+Cancelling them would cut callbacks in the middle of their body, an error at
+the receiver, and lose the reports.
 """
 
 from __future__ import annotations
@@ -23,6 +31,9 @@ from providers.simulator.core import Simulator
 from providers.simulator.wire import Report
 
 POLL_INTERVAL = 0.05  # seconds between looks at the reports due
+# Seconds an attempt on its way gets to end when the dispatcher stops: longer
+# than the client's own timeout (5 s), so none is cut unless the receiver hangs.
+STOP_GRACE = 6.0
 
 
 class DlrDispatcher:
@@ -35,6 +46,7 @@ class DlrDispatcher:
         backoff: float = 0.5,
         concurrency: int = 50,
         timeout: float = 5.0,
+        grace: float = STOP_GRACE,
     ) -> None:
         self.sim = sim
         self._client = client
@@ -42,8 +54,10 @@ class DlrDispatcher:
         self.attempts = attempts
         self.backoff = backoff
         self.timeout = timeout
+        self.grace = grace
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[bool]] = set()
+        self._stopping = asyncio.Event()
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -52,17 +66,24 @@ class DlrDispatcher:
         return self._client
 
     async def deliver(self, report: Report) -> bool:
-        """Send one report with retries; count and return whether it arrived."""
+        """Send one report with retries; count and return whether it arrived.
+
+        Stopping, it starts no attempt: the report is owed again, not counted.
+        """
         wait = self.backoff
         ok = False
         for attempt in range(1, self.attempts + 1):
+            if self._stopping.is_set():
+                self.sim.owe_again(report)
+                return False
             retry = await self._attempt(report)
             if retry is None:
                 ok = True
                 break
             if not retry or attempt == self.attempts:
                 break
-            await asyncio.sleep(wait)
+            with contextlib.suppress(TimeoutError):  # a stop ends the wait
+                await asyncio.wait_for(self._stopping.wait(), wait)
             wait *= 2
         self.sim.record_dlr(ok, report.to)
         return ok
@@ -106,7 +127,12 @@ class DlrDispatcher:
             return await self.deliver(report)
 
     async def aclose(self) -> None:
-        """Cancel reports in flight and close the client if it is ours."""
+        """Stop: attempts on their way end (``grace`` seconds at most, then
+        they are cancelled), the other reports are owed again; close the
+        client if it is ours."""
+        self._stopping.set()
+        if self._tasks and self.grace > 0:
+            await asyncio.wait(list(self._tasks), timeout=self.grace)
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -26,18 +26,31 @@ def command(
     ] = 10.0,
     rate: Annotated[int, typer.Option(min=1, help="campaign bucket at the start, /s")] = 100,
     raised_rate: Annotated[int, typer.Option(min=1, help="campaign bucket once raised, /s")] = 400,
+    failover: Annotated[
+        bool,
+        typer.Option(
+            help="stop the panelsms simulator's listener partway (connection refused): the "
+            "campaign's route fails over to the brand account and comes back",
+        ),
+    ] = True,
+    outage: Annotated[
+        float, typer.Option(min=1.0, help="seconds the panelsms simulator refuses connections")
+    ] = 10.0,
     report: Annotated[Path, typer.Option(help="where the JSON report goes")] = Path(
         "demo-report.json"
     ),
 ) -> None:
     """Run the demo on the embedded default: no database or Redis needed.
 
-    A 10,000-recipient campaign, OTPs while it runs and a scheduled message,
-    through the provider simulator, with live progress; the summary is also
-    written to demo-report.json. Uses SMSQ_DATABASE_URL / SMSQ_REDIS_URL when
-    they are set (and Redis answers).
+    A 10,000-recipient campaign on the route "bulk" (the panel account, the
+    brand account when panel is down), OTPs while it runs and a scheduled
+    message, through the provider simulators, with live progress. Partway
+    through, the panelsms simulator refuses connections for --outage seconds:
+    the campaign moves to brand and back. The summary is also written to
+    demo-report.json. Uses SMSQ_DATABASE_URL / SMSQ_REDIS_URL when they are
+    set (and Redis answers).
 
-    Example: [bold]smsq demo --recipients 2000 --otps 3[/bold]
+    Example: [bold]smsq demo --recipients 2000 --otps 3 --no-failover[/bold]
     """
     options = DemoOptions(
         recipients=recipients,
@@ -45,6 +58,8 @@ def command(
         schedule_in=schedule_in,
         rate=rate,
         raised_rate=raised_rate,
+        failover=failover,
+        outage=outage,
         report=report,
     )
     raise typer.Exit(run_demo(Console(), options))

@@ -21,6 +21,13 @@ class DemoOptions:
     """Share of requests the simulator answers with code 6."""
     provider_rate_limit: int = 380
     """The simulator answers code 7 above this many messages per second."""
+    failover: bool = True
+    """Stop the panelsms simulator's listener partway (connection refused), so
+    the campaign's route fails over to the brand account and comes back."""
+    outage_at: float = 0.35
+    """Share of the campaign sent when the panelsms simulator goes away."""
+    outage: float = 10.0
+    """Seconds it refuses connections."""
     report: Path = Path("demo-report.json")
     timeout: float = 180.0
     """Give up (exit 1) after this many seconds."""

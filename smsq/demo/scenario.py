@@ -19,21 +19,35 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from models.status import MessageKind
 from models.tables import Campaign, Message, utcnow
 from producer.api import Producer
 from smsq.core.settings import Settings
 from smsq.demo.options import DemoOptions
-from smsq.demo.report import Snapshot, otp_latencies, percentile, snapshot, summary
+from smsq.demo.outage import ProviderOutage
+from smsq.demo.report import (
+    Snapshot,
+    campaign_by_account,
+    otp_latencies,
+    percentile,
+    snapshot,
+    summary,
+)
 from smsq.demo.stack import EmbeddedStack, StackError, StackOptions
+from worker.provider_health import ProviderHealth, breaker_settings
 from worker.throttle import TokenBucket
 
-CAMPAIGN_PROVIDER = "panel"  # the built-in panelsms account
-OTP_PROVIDER = "brand"
+CAMPAIGN_ROUTE = "bulk"  # stack.DEMO_ROUTES: campaigns on panel, failing over to brand
+CAMPAIGN_PROVIDER = "panel"  # the built-in panelsms account, the route's first
+FALLBACK_PROVIDER = "brand"  # the route's second
+OTP_PROVIDER = "brand"  # named by the OTPs themselves: never on the campaign's route
+OUTAGE_ADAPTER = "panelsms"  # the simulator that goes away: CAMPAIGN_PROVIDER's
 CAMPAIGN_TEXT = "Spring sale! 20% off everything today at example.com/shop. Reply STOP to opt out"
 REFRESH = 0.5  # seconds between live updates
 RATE_WINDOW = 2.0  # seconds the current rate is measured over
+CARRIER_WINDOW = 2.0  # seconds of sends that say which account carries the campaign now
 # Once everything is sent, wait for the delivery reports still coming in:
 # until none is owed, or none came for REPORT_STALL seconds, or REPORT_WAIT_MAX.
 REPORT_STALL = 2.0
@@ -45,9 +59,19 @@ class Progress:
     """What the live view shows besides the database snapshot."""
 
     started: float = field(default_factory=time.monotonic)
+    started_at: dt.datetime = field(default_factory=utcnow)
+    """The same moment on the wall clock, as the database's times are."""
     samples: deque[tuple[float, int]] = field(default_factory=deque)
     rate_changes: list[dict[str, Any]] = field(default_factory=list)
     otps_submitted: int = 0
+    outage: ProviderOutage | None = None
+    """The panelsms simulator's outage (None with ``--no-failover``)."""
+    breaker_changes: list[dict[str, Any]] = field(default_factory=list)
+    """The panel account's breaker as sampled by the live view: each change."""
+
+    def breaker(self, now: float, state: str) -> None:
+        if not self.breaker_changes or self.breaker_changes[-1]["state"] != state:
+            self.breaker_changes.append({"at_s": round(now - self.started, 2), "state": state})
 
     def rate(self, now: float, sent: int) -> float:
         self.samples.append((now, sent))
@@ -117,8 +141,12 @@ def _scenario(
     store: redis.Redis,
 ) -> int:
     progress = Progress()
-    started_at = utcnow()
+    started_at = progress.started_at
     set_rate(stack.settings, CAMPAIGN_PROVIDER, options.rate)
+    if options.failover:
+        progress.outage = ProviderOutage(
+            stack.sim_servers[OUTAGE_ADAPTER], CAMPAIGN_PROVIDER, options.outage
+        )
     progress.rate_changes.append({"at_s": 0.0, "rate": options.rate})
 
     scheduled = producer.send(
@@ -128,17 +156,13 @@ def _scenario(
         send_at=started_at + dt.timedelta(seconds=options.schedule_in),
     )
     # Ingestion runs beside the sending: the first chunk is sent while the
-    # rest is still being written.
+    # rest is still being written. No provider named: the campaign takes the
+    # route its kind matches (bulk), and the workers choose the account.
     receipts: list[Any] = []
     name = f"spring sale (smsq demo {started_at:%Y-%m-%d %H:%M:%S.%f})"
     ingest = threading.Thread(
         target=lambda: receipts.append(
-            producer.submit_campaign(
-                name,
-                campaign_rows(options.recipients),
-                CAMPAIGN_TEXT,
-                provider=CAMPAIGN_PROVIDER,
-            )
+            producer.submit_campaign(name, campaign_rows(options.recipients), CAMPAIGN_TEXT)
         ),
         name="smsq-demo-ingest",
         daemon=True,
@@ -156,7 +180,10 @@ def _scenario(
     completed = False
     interactive = console.is_terminal
     last_line = 0.0
+    last_account_state = ""
 
+    outage = progress.outage
+    breaker = ProviderHealth(store, CAMPAIGN_PROVIDER, breaker_settings(stack.settings))
     with Live(console=console, auto_refresh=False, transient=False) as live:
         while True:
             now = time.monotonic()
@@ -175,6 +202,16 @@ def _scenario(
                 snap = snapshot(session, campaign_id, since=started_at)
                 latencies = otp_latencies(session, since=started_at)
                 timing = _scheduled_line(session.get(Message, scheduled.id))
+                carriers = _carrier_line(session, campaign_id, snap)
+            if (
+                outage is not None
+                and not outage.begun
+                and snap.sent >= options.outage_at * options.recipients
+            ):
+                outage.start()
+            breaker_state = breaker.state().state
+            progress.breaker(time.monotonic(), breaker_state)
+            route = _route_line(progress, carriers, breaker_state)
             rate = progress.rate(now, snap.sent)
             if (
                 len(progress.rate_changes) == 1
@@ -184,13 +221,21 @@ def _scenario(
                 progress.rate_changes.append(
                     {"at_s": round(now - progress.started, 2), "rate": options.raised_rate}
                 )
-            bucket = _bucket_line(stack.settings, store)
-            view = _live_view(snap, rate, latencies, bucket, timing, progress, options)
+            buckets = {a: _bucket_line(stack.settings, store, a) for a in BUCKET_ACCOUNTS}
+            view = _live_view(snap, rate, latencies, buckets, timing, route, progress, options)
             if interactive:
                 live.update(view, refresh=True)
-            elif now - last_line >= 5.0:
-                last_line = now
-                console.print(_progress_line(snap, rate, progress))
+            else:
+                # The panel account's changes as they happen (outage, breaker),
+                # and progress every 5 s.
+                account_state = route.split(" -- ")[0]
+                if account_state != last_account_state:
+                    last_account_state = account_state
+                    elapsed = time.monotonic() - progress.started
+                    console.print(f"{elapsed:5.1f} s  {account_state}", markup=False)
+                if now - last_line >= 5.0:
+                    last_line = now
+                    console.print(_progress_line(snap, rate, route, progress), markup=False)
             everything_in = not ingest.is_alive() and progress.otps_submitted >= options.otps
             if everything_in and snap.pending == 0:
                 done_since = done_since or now
@@ -208,6 +253,10 @@ def _scenario(
                 break
             time.sleep(REFRESH)
 
+    finished_at = utcnow()
+    if outage is not None:
+        outage.stop()  # ended early if the campaign finished first
+    route_accounts = stack.settings.routes[CAMPAIGN_ROUTE].accounts
     with producer.sessions() as session:
         report = summary(
             session,
@@ -215,17 +264,24 @@ def _scenario(
             scheduled_id=scheduled.id,
             otp_count=progress.otps_submitted,
             started=started_at,
-            finished=utcnow(),
+            finished=finished_at,
             rate_changes=progress.rate_changes,
-            simulator=stack.sims["panelsms"].stats(),
+            simulators={adapter: sim.stats() for adapter, sim in stack.sims.items()},
             completed=completed,
+            route={"name": CAMPAIGN_ROUTE, "accounts": list(route_accounts)},
+            outage=outage.times() if outage is not None else None,
+            breaker_changes=progress.breaker_changes,
         )
     if receipts:
         report["campaign"]["rejected_at_submission"] = receipts[0].rejected
     options.report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     console.print(_summary_table(report))
     console.print(f"report written to {options.report}")
-    ok = completed and report["campaign"]["sent"] == options.recipients
+    ok = (
+        completed
+        and report["campaign"]["sent"] == options.recipients
+        and report["duplicates_at_providers"] == 0
+    )
     if not ok:
         console.print("[red]the demo did not finish: see the report[/red]")
     return 0 if ok else 1
@@ -243,17 +299,52 @@ def _wait_for_campaign_id(producer: Producer, ingest: threading.Thread, name: st
         time.sleep(0.05)
 
 
-def _bucket_line(settings: Settings, store: redis.Redis) -> str:
-    account = settings.providers[CAMPAIGN_PROVIDER]
-    state = TokenBucket(store, CAMPAIGN_PROVIDER, rate=account.rate, burst=account.burst).state()
-    return f"{state.rate:.0f}/s of {account.rate}/s (factor {state.factor:.2f})"
+BUCKET_ACCOUNTS = (CAMPAIGN_PROVIDER, FALLBACK_PROVIDER)
 
 
-def _progress_line(snap: Snapshot, rate: float, progress: Progress) -> str:
+def _bucket_line(settings: Settings, store: redis.Redis, provider: str) -> str:
+    account = settings.providers[provider]
+    state = TokenBucket(store, provider, rate=account.rate, burst=account.burst).state()
+    return f"{state.rate:.0f}/s of {account.rate:g}/s (factor {state.factor:.2f})"
+
+
+def _carrier_line(session: Session, campaign_id: str, snap: Snapshot) -> str:
+    """Which accounts carried the campaign's last seconds of sends (most first)."""
+    recent = campaign_by_account(
+        session, campaign_id, sent_from=utcnow() - dt.timedelta(seconds=CARRIER_WINDOW)
+    )
+    if not recent:
+        if snap.sent and snap.sent >= sum(snap.by_status.values()):
+            return "campaign all sent"
+        return f"no campaign message sent in the last {CARRIER_WINDOW:.0f} s"
+    ranked = sorted(recent.items(), key=lambda item: item[1], reverse=True)
+    return "campaign on " + " and ".join(account for account, _ in ranked)
+
+
+def _route_line(progress: Progress, carriers: str, breaker: str) -> str:
+    """E.g. ``panel: refusing connections (demo fault) since 12.3 s, breaker open --
+    campaign on brand``: the live view's line for the campaign's route."""
+    outage = progress.outage
+    times = outage.times() if outage is not None else None
+    if times is None:
+        state = "up"
+    else:
+        began = (times.started - progress.started_at).total_seconds()
+        if outage is not None and outage.on:
+            state = f"refusing connections (demo fault) since {began:.1f} s"
+        elif times.ended is not None:
+            ended = (times.ended - progress.started_at).total_seconds()
+            state = f"back since {ended:.1f} s (refused connections {began:.1f} to {ended:.1f} s)"
+        else:
+            state = f"did not come back: {times.error}"
+    return f"{CAMPAIGN_PROVIDER}: {state}, breaker {breaker} -- {carriers}"
+
+
+def _progress_line(snap: Snapshot, rate: float, route: str, progress: Progress) -> str:
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(snap.by_status.items()))
     return (
         f"{time.monotonic() - progress.started:5.1f} s  sent {snap.sent}  {rate:5.0f}/s  "
-        f"[{statuses}]  retries {snap.retries or '-'}"
+        f"[{statuses}]  retries {snap.retries or '-'}  {route}"
     )
 
 
@@ -261,8 +352,9 @@ def _live_view(
     snap: Snapshot,
     rate: float,
     latencies: list[float],
-    bucket: str,
+    buckets: dict[str, str],
     timing: str,
+    route: str,
     progress: Progress,
     options: DemoOptions,
 ) -> Columns:
@@ -273,7 +365,9 @@ def _live_view(
     facts.add_row("elapsed", f"{time.monotonic() - progress.started:.1f} s")
     facts.add_row("sent", f"{snap.sent} of {options.recipients}")
     facts.add_row("current rate", f"{rate:.0f}/s")
-    facts.add_row("panel bucket", bucket)
+    facts.add_row(f"route {CAMPAIGN_ROUTE}", route)
+    for account, bucket in buckets.items():
+        facts.add_row(f"{account} bucket", bucket)
     retries = ", ".join(f"code {c}: {n}" for c, n in sorted(snap.retries.items())) or "-"
     facts.add_row("retries by code", retries)
     p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
@@ -284,6 +378,42 @@ def _live_view(
     )
     facts.add_row("scheduled message", timing)
     return Columns([statuses, facts])
+
+
+def _outage_cell(outage: dict[str, Any]) -> str:
+    if outage["error"]:
+        began = outage["started_s"]
+        return f"refused connections from {began} s; did not come back: {outage['error']}"
+    cell = (
+        f"refused connections from {outage['started_s']} s to {outage['ended_s']} s "
+        f"({outage['length_s']} s; its open connections answered a last request "
+        f"and were closed by {outage['down_s']} s)"
+    )
+    return cell + (" (cut short: the campaign was done)" if outage["cut_short"] else "")
+
+
+def _breaker_cell(outage: dict[str, Any]) -> str:
+    if outage["breaker_open_s"] is None:
+        return "never seen open"
+    closed = outage["breaker_closed_s"]
+    return f"open at {outage['breaker_open_s']} s, " + (
+        f"closed again at {closed} s (its probe)" if closed is not None else "still open at the end"
+    )
+
+
+def _failover_cell(outage: dict[str, Any]) -> str:
+    account, fallback = outage["account"], outage["fallback"]
+    over = (
+        f"on {fallback} {outage['failover_s']} s after the fault began"
+        if outage["failover_s"] is not None
+        else f"never on {fallback}"
+    )
+    back = (
+        f"back on {account} {outage['back_s']} s after it ended"
+        if outage["back_s"] is not None
+        else f"not back on {account} before the end"
+    )
+    return f"{over}; {back}"
 
 
 def _scheduled_line(message: Message | None) -> str:
@@ -322,6 +452,24 @@ def _summary_table(report: dict[str, Any]) -> Table:
         f"({otp['sent']} of {otp['submitted']} sent)",
     )
     table.add_row("scheduled message", f"sent {sch['send_time_error_ms']} ms after its time")
+    routing = report["routing"]
+    table.add_row(
+        "campaign by account",
+        f"route {routing['route']} ({' -> '.join(routing['accounts'])}): "
+        + ", ".join(f"{a} {n}" for a, n in routing["campaign_by_account"].items()),
+    )
+    outage = routing["outage"]
+    if outage is not None:
+        table.add_row(f"{outage['account']} outage", _outage_cell(outage))
+        table.add_row(f"{outage['account']} breaker", _breaker_cell(outage))
+        table.add_row("failover", _failover_cell(outage))
+        during = otp["during_outage"]
+        table.add_row(
+            "OTPs during the outage",
+            f"{during['sent']} sent"
+            + (f", slowest {during['latency_ms_max']} ms" if during["sent"] else ""),
+        )
+    table.add_row("duplicates at the providers", str(report["duplicates_at_providers"]))
     table.add_row(
         "panelsms refused, by code", json.dumps(report["panelsms_simulator"]["rejected_by_code"])
     )

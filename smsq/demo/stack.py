@@ -5,7 +5,9 @@ What a fleet runs as separate processes runs here as threads:
 - the provider simulator, twice (uvicorn, free ports): one for the panelsms
   account, one for the brand account, as two providers are two hosts (a
   rate limit or an outage of one leaves the other alone); both send
-  delivery reports back to us;
+  delivery reports back to us. The providers file names both accounts and
+  one route, ``bulk`` (campaigns on ``panel``, failing over to ``brand``:
+  :data:`DEMO_ROUTES`);
 - the HTTP API (uvicorn, a free port), for the delivery-report receiver,
   with its report applier (a thread that records the queued reports);
 - Celery workers (thread pools) on an in-process broker
@@ -45,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Self
 import redis
 import structlog
 
-from providers.simulator import Simulator, run_in_thread
+from providers.simulator import Simulator, SimulatorServer, run_in_thread
 from providers.simulator.server import ServerThread
 from smsq.core.settings import DEFAULT_PROVIDERS, Settings
 from smsq.simulator_setup import simulator_config
@@ -120,8 +122,20 @@ ADAPTERS = ("panelsms", "brand")
 _PATHS = {"panelsms": "/sendMtSms.php", "brand": "/brand/send"}
 
 
-def providers_toml(simulator_urls: dict[str, str]) -> str:
-    """The built-in demo accounts, pointed at our simulators (by adapter)."""
+# The demo's routes (docs/routing.md): campaigns go out on the panelsms
+# account and fail over to the brand account, which recipients cannot tell
+# apart (both show the sender SMSQ: panel's ``sender``, brand's ``brand_id``).
+# OTPs and the scheduled message name the brand account itself, so they
+# never ride the campaign's route.
+DEMO_ROUTES: tuple[dict[str, Any], ...] = (
+    {"name": "bulk", "kinds": ["campaign"], "accounts": ["panel", "brand"]},
+)
+
+
+def providers_toml(
+    simulator_urls: dict[str, str], routes: tuple[dict[str, Any], ...] = DEMO_ROUTES
+) -> str:
+    """The built-in demo accounts, pointed at our simulators (by adapter), and ``routes``."""
     lines: list[str] = []
     for name, table in DEFAULT_PROVIDERS.items():
         lines.append(f"[providers.{name}]")
@@ -131,6 +145,10 @@ def providers_toml(simulator_urls: dict[str, str]) -> str:
                 value = f"{simulator_urls[adapter]}{_PATHS[adapter]}"
             lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
+    for route in routes:
+        lines.append("[[routes]]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in route.items())
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -139,6 +157,8 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, list | tuple):
+        return f"[{', '.join(_toml_value(item) for item in value)}]"
     escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
 
@@ -211,6 +231,8 @@ class EmbeddedStack:
         self.embedded_database = False
         self.sims: dict[str, Simulator] = {}
         """The simulators, by adapter: ``panelsms`` and ``brand``."""
+        self.sim_servers: dict[str, SimulatorServer] = {}
+        """Their HTTP servers, by adapter (the demo's outage stops one listening)."""
         self.simulator_urls: dict[str, str] = {}
         self.api_url = ""
         self.worker: Worker | None = None
@@ -251,6 +273,7 @@ class EmbeddedStack:
             server = run_in_thread(sim)
             self._exit.callback(server.stop)
             self.sims[adapter] = sim
+            self.sim_servers[adapter] = server
             self.simulator_urls[adapter] = server.url
         providers = tmp / "providers.toml"
         providers.write_text(providers_toml(self.simulator_urls), encoding="utf-8")
@@ -277,6 +300,10 @@ class EmbeddedStack:
         api = ServerThread(app).start()
         self._exit.callback(close_app_resources, app)
         self._exit.callback(api.stop)
+        # The simulators stop before the API (callbacks unwind in reverse), so
+        # the delivery reports they are sending as they stop still find it.
+        for server in self.sim_servers.values():
+            self._exit.callback(server.stop)
         self.api_url = api.url
         # Providers reach our receiver here; the adapters read it from the settings.
         self.settings = Settings(**ours, public_url=self.api_url)

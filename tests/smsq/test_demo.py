@@ -1,4 +1,5 @@
-"""The demo, shortened: the whole stack in one process, checked by its report.
+"""The demo, shortened: the whole stack in one process, checked by its report,
+its panelsms outage included (the campaign's route fails over to brand and back).
 
 It runs as a child process (``python -m smsq.demo``), as ``make demo`` runs
 it: the demo sets ``SMSQ_*`` for its own stack and starts Celery workers,
@@ -17,9 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
-from smsq.core.settings import load_providers_file
-from smsq.demo.report import percentile
+from smsq.core.settings import load_providers_config
+from smsq.demo import command as demo_command
+from smsq.demo.options import DemoOptions
+from smsq.demo.report import duplicates_at_providers, percentile
 from smsq.demo.stack import providers_toml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,21 +46,61 @@ def run_demo(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[st
     return result, data
 
 
-def test_a_short_demo_sends_everything_and_reports_it(tmp_path: Path) -> None:
-    result, report = run_demo(tmp_path, "--recipients", "400", "--otps", "3", "--schedule-in", "3")
+def test_a_short_demo_sends_everything_fails_over_and_reports_it(tmp_path: Path) -> None:
+    # Big enough that the campaign is still going when panel is back and its
+    # breaker's probe (every 5 s) has closed: brand carries at most 200/s.
+    result, report = run_demo(
+        tmp_path,
+        *("--recipients", "3000", "--otps", "3", "--schedule-in", "3", "--outage", "3"),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "smsq demo: summary" in result.stdout
 
     campaign = report["campaign"]
     assert report["completed"] is True
-    assert campaign["recipients"] == 400
-    assert campaign["sent"] == 400
+    assert campaign["recipients"] == 3000
+    assert campaign["sent"] == 3000
     assert campaign["failed"] == 0
+    assert "unknown" not in campaign["by_status"]
     assert campaign["delivered"] > 0  # reports came back through the API
     # The simulator answered some requests 6 (2 %): retried, never lost.
     assert report["retries_by_code"].get("6", 0) > 0
     assert report["panelsms_simulator"]["rejected_by_code"].get("6", 0) > 0
     assert [change["rate"] for change in report["rate_changes"]] == [100, 400]
+
+    # The route: on panel, on brand while panel refused connections, back on panel.
+    routing = report["routing"]
+    assert routing["route"] == "bulk"
+    assert routing["accounts"] == ["panel", "brand"]
+    by_account = routing["campaign_by_account"]
+    assert set(by_account) == {"panel", "brand"}
+    assert by_account["panel"] > 0 and by_account["brand"] > 0
+    assert sum(by_account.values()) == 3000
+    outage = routing["outage"]
+    assert outage["account"] == "panel" and outage["fallback"] == "brand"
+    assert outage["error"] is None and outage["cut_short"] is False
+    assert 2.5 <= outage["length_s"] < 8
+    assert outage["started_s"] < outage["down_s"] < outage["started_s"] + 12
+    assert outage["started_s"] < outage["first_on_fallback_s"]
+    assert 0 < outage["failover_s"] < 5
+    # The breaker's probe (every 5 s) closes it; a loaded machine adds some.
+    assert outage["first_back_s"] > outage["ended_s"]
+    assert 0 < outage["back_s"] < 8
+    # panel's breaker, as the live view sampled it: opened by the refusals,
+    # closed by a probe once panel was back, before the campaign came back.
+    states = [change["state"] for change in routing["breaker_changes"]]
+    assert states[0] == "closed" and "open" in states and states[-1] == "closed"
+    assert outage["started_s"] <= outage["breaker_open_s"]
+    # Sampled every 0.5 s (a loaded machine stretches that): about when the campaign came back.
+    assert outage["ended_s"] < outage["breaker_closed_s"] <= outage["first_back_s"] + 2
+    # Counted by number at both simulators: every message exactly once.
+    assert report["duplicates_at_providers"] == 0
+    sims = report["panelsms_simulator"]["accepted"] + report["brand_simulator"]["accepted"]
+    assert sims == 3000 + 3 + 1  # the campaign, the OTPs, the scheduled message
+    assert report["brand_simulator"]["accepted"] == by_account["brand"] + 3 + 1
+    # Without a terminal, the account's changes are printed as they happen.
+    assert "panel: refusing connections (demo fault) since" in result.stdout
+    assert "panel outage" in result.stdout  # the summary's row
 
     assert report["otp"]["sent"] == 3
     assert report["otp"]["latency_ms_p99"] < 2000
@@ -77,10 +122,44 @@ def test_the_demo_accounts_point_at_the_embedded_simulator(tmp_path: Path) -> No
     path.write_text(
         providers_toml({"panelsms": "http://127.0.0.1:9998", "brand": "http://127.0.0.1:9999"})
     )
-    accounts = load_providers_file(path)
+    config = load_providers_config(path)  # the route's checks pass (one sender, SMSQ)
+    accounts = config.accounts
     assert str(accounts["panel"].url) == "http://127.0.0.1:9998/sendMtSms.php"
     assert str(accounts["brand"].url) == "http://127.0.0.1:9999/brand/send"
     assert accounts["panel"].rate == 100
+    bulk = config.routes["bulk"]
+    assert bulk.kinds == ("campaign",)
+    assert bulk.accounts == ("panel", "brand")
+    assert bulk.weights is None  # failover order, not a split
+    assert list(config.routes) == ["bulk"]  # OTPs name their account, no route
+
+
+def test_the_outage_can_be_turned_off_or_shortened(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[DemoOptions | None] = []
+
+    def run_nothing(console: object, options: DemoOptions | None = None) -> int:
+        seen.append(options)
+        return 0
+
+    # ``smsq.demo.command`` is also the command's name in ``smsq.demo``: patch the module.
+    monkeypatch.setattr(sys.modules["smsq.demo.command"], "run_demo", run_nothing)
+    app = typer.Typer()
+    app.command()(demo_command)
+    runner = CliRunner()
+    assert runner.invoke(app, ["--no-failover"]).exit_code == 0
+    assert runner.invoke(app, ["--outage", "4"]).exit_code == 0
+    assert runner.invoke(app, []).exit_code == 0
+    off, short, default = seen
+    assert off is not None and off.failover is False
+    assert short is not None and short.failover is True and short.outage == 4.0
+    assert default == DemoOptions()
+
+
+def test_duplicates_are_counted_over_both_providers() -> None:
+    panel = {"per_number": {"491510": 1, "491511": 2}}
+    brand = {"per_number": {"491512": 1, "491510": 1}}  # 491510 went out on both
+    assert duplicates_at_providers([panel, brand]) == 2
+    assert duplicates_at_providers([{"per_number": {"1": 1}}, {}]) == 0
 
 
 @pytest.mark.parametrize(

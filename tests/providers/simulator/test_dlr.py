@@ -7,6 +7,7 @@ the receiver got is what a user's endpoint would get.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
 from typing import Any
@@ -237,3 +238,55 @@ def test_a_hang_over_http_is_a_client_read_timeout() -> None:
         sim.config.hang_ratio = 0.0
         assert client.get("/sendMtSms.php", params=PANEL).status_code == 200
     assert sim.stats()["injected"]["hangs"] == 1
+
+
+async def test_reports_on_their_way_arrive_when_the_dispatcher_stops() -> None:
+    """The simulator going away (its lifespan ends) finishes the callbacks it
+    started rather than cutting them: a cut one is an error at the receiver."""
+    sim, client, _ = make(dlr_delay=0)
+    client.get("/sendMtSms.php", params={**PANEL, "transactionId": "order_1"})
+    arrived = asyncio.Event()
+    receiver = Receiver()
+
+    async def slow(request: Request) -> Response:
+        await asyncio.sleep(0.3)
+        receiver.panelsms.append(await request.json())
+        arrived.set()
+        return Response()
+
+    receiver.app.router.routes[0] = Route("/dlr/panelsms", slow, methods=["POST"])
+    async with receiver.client() as http:
+        dispatcher = DlrDispatcher(sim, http, grace=2.0)
+        running = asyncio.create_task(dispatcher.run(interval=0.01))
+        while not dispatcher._tasks:  # the report is on its way
+            await asyncio.sleep(0.01)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert arrived.is_set()
+    assert sim.stats()["dlr"]["sent"] == 1
+
+
+async def test_reports_not_yet_sent_when_the_dispatcher_stops_are_owed_again() -> None:
+    """One in flight arrives; one waiting to be tried again goes back to the
+    simulator, to be sent once it is back, and is not counted as failed."""
+    sim, client, _ = make(dlr_delay=0)
+    for tid in ("order_1", "order_2"):
+        client.get("/sendMtSms.php", params={**PANEL, "transactionId": tid})
+    receiver = Receiver(statuses=[503])  # the first report to arrive is refused, once
+    async with receiver.client() as http:
+        dispatcher = DlrDispatcher(sim, http, backoff=30.0)
+        running = asyncio.create_task(dispatcher.run(interval=0.01))
+        while len(receiver.panelsms) < 2:  # the second has arrived; the first waits 30 s
+            await asyncio.sleep(0.01)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert sim.stats()["dlr"] == {
+        "pending": 1,
+        "sent": 1,
+        "failed": 0,
+        "per_number": {"1222333444": 1},
+    }
+    (again,) = sim.reports_due()
+    assert again.payload["transactionId"] == receiver.panelsms[0]["transactionId"]
