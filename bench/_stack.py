@@ -68,6 +68,45 @@ class Stack:
         self.processes.append(process)
         return process
 
+    def start_simulator(self, port: int, latency_ms: float, name: str = "simulator") -> str:
+        """``smsq simulator`` on ``port`` as a process; returns its base URL once it answers."""
+        self.spawn(
+            [str(BIN / "smsq"), "simulator", "--port", str(port), "--latency-ms", str(latency_ms)],
+            name,
+        )
+        url = f"http://127.0.0.1:{port}"
+        self.wait_http(f"{url}/_stats")
+        return url
+
+    def start_celery_worker(
+        self, app: str, queues: str, concurrency: int, name: str
+    ) -> subprocess.Popen[bytes]:
+        """A prefork Celery worker of ``app`` on ``queues``, once it says it is ready."""
+        process = self.spawn(
+            [
+                str(BIN / "celery"),
+                "-A",
+                app,
+                "worker",
+                "-Q",
+                queues,
+                "-c",
+                str(concurrency),
+                "-P",
+                "prefork",
+                "-n",
+                f"{name}@%h",
+                "-l",
+                "info",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            name,
+        )
+        self.wait_for_log(process, name, " ready.")
+        return process
+
     def wait_for_log(self, process: subprocess.Popen[bytes], name: str, line: str) -> None:
         log = self.tmp / f"{name}.log"
         deadline = time.monotonic() + 60

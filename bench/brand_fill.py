@@ -44,7 +44,7 @@ from sqlalchemy import func, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._stack import BIN, Stack, free_port, scratch_dir
+from bench._stack import Stack, free_port, scratch_dir
 from models.tables import Message
 
 PANELSMS = """
@@ -95,47 +95,16 @@ class Run(Stack):
         )
         self.redis = redis.Redis.from_url(args.redis)
         self.redis.flushdb()
-        self.spawn(
-            [
-                str(BIN / "smsq"),
-                "simulator",
-                "--port",
-                str(sim_port),
-                "--latency-ms",
-                str(args.latency_ms),
-            ],
-            "simulator",
-        )
-        self.wait_http(f"{self.sim_url}/_stats")
+        self.start_simulator(sim_port, args.latency_ms)
         self.worker_process: subprocess.Popen[bytes] | None = None
 
     def start_worker(self, fill_wait: float) -> None:
         self.stop_worker()
         self.env["SMSQ_FILL_WAIT"] = str(fill_wait)
         name = f"worker-fill-{fill_wait:g}"
-        self.worker_process = self.spawn(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "worker.app",
-                "worker",
-                "-Q",
-                "otp,transactional,campaign",
-                "-c",
-                str(self.args.workers),
-                "-P",
-                "prefork",
-                "-n",
-                f"{name}@%h",
-                "-l",
-                "info",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            name,
+        self.worker_process = self.start_celery_worker(
+            "worker.app", "otp,transactional,campaign", self.args.workers, name
         )
-        self.wait_for_log(self.worker_process, name, " ready.")
 
     def stop_worker(self) -> None:
         if self.worker_process is not None and self.worker_process.poll() is None:

@@ -33,7 +33,7 @@ from sqlalchemy import func, insert, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._stack import BIN, Stack, free_port, group_cpu_seconds, scratch_dir
+from bench._stack import Stack, free_port, group_cpu_seconds, scratch_dir
 from models.ids import new_id
 from models.tables import Message
 
@@ -70,44 +70,10 @@ class Run(Stack):
         )
         self.redis = redis.Redis.from_url(args.redis)
         self.redis.flushdb()
-        self.spawn(
-            [
-                str(BIN / "smsq"),
-                "simulator",
-                "--port",
-                str(sim_port),
-                "--latency-ms",
-                str(args.latency_ms),
-            ],
-            "simulator",
-        )
-        self.wait_http(f"{self.sim_url}/_stats")
+        self.start_simulator(sim_port, args.latency_ms)
 
     def worker(self, app: str, queue: str, name: str) -> subprocess.Popen[bytes]:
-        process = self.spawn(
-            [
-                str(BIN / "celery"),
-                "-A",
-                app,
-                "worker",
-                "-Q",
-                queue,
-                "-c",
-                str(self.args.workers),
-                "-P",
-                "prefork",
-                "-n",
-                f"{name}@%h",
-                "-l",
-                "info",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            name,
-        )
-        self.wait_for_log(process, name, " ready.")
-        return process
+        return self.start_celery_worker(app, queue, self.args.workers, name)
 
     def sim_stats(self) -> dict[str, Any]:
         return dict(httpx.get(f"{self.sim_url}/_stats", timeout=10).json())
