@@ -531,7 +531,9 @@ async def _send_chunk(
     finally:
         SEND_LATENCY.labels(provider=key.provider).observe(time.perf_counter() - started)
     one_request = adapter.max_recipients > 1  # one request carried every number
-    pairs = _after_health(ctx, key.provider, messages, results, given_back, probe, one_request)
+    pairs = _after_health(
+        ctx, key.provider, messages, results, given_back, probe, one_request, lease.down
+    )
     outcomes.extend(_fail_over(ctx, key.provider, pairs, given_back, lease.down))
     if any(isinstance(r, Rejected) and isinstance(r.error, Throttled) for r in results):
         with contextlib.suppress(Exception):  # a slower bucket is an optimisation
@@ -546,12 +548,17 @@ def _after_health(
     given_back: GivenBack,
     probe: bool,
     one_request: bool,
+    down: frozenset[str] = frozenset(),
 ) -> list[tuple[Claimed, Outcome]]:
     """Tell the breaker what the provider answered; return the outcomes to record.
 
     While the breaker is not closed (it just opened, a probe failed, or it
     opened while these requests were in flight), a failure that certainly did
-    not send is given back unsent instead: the outage spends no attempts.
+    not send is given back unsent instead: the outage spends no attempts. A
+    routed one whose request never reached the account goes to another account
+    of its route (:func:`_fail_over`) rather than waiting out this one's probe
+    interval: otherwise a message that was the probe, refused, is held and is
+    the probe again next time, and never leaves while the account is away.
     """
     pairs = list(zip(messages, results, strict=True))
     if ctx.health is None:
@@ -565,7 +572,8 @@ def _after_health(
     if state is BreakerState.CLOSED:
         return pairs
     kept = [(m, r) for m, r in pairs if not is_outage_failure(r)]
-    outage = [m for m, r in pairs if is_outage_failure(r)]
+    outage_pairs = [(m, r) for m, r in pairs if is_outage_failure(r)]
+    outage = [m for m, _r in _fail_over(ctx, provider, outage_pairs, given_back, down)]
     if outage:
         BREAKER_HELD.labels(provider=provider).inc(len(outage))
         given_back.add(outage, health.settings.probe_interval, held=True)

@@ -246,3 +246,30 @@ async def test_when_the_probe_is_due_one_message_probes_the_rest_go_out_elsewher
     assert Counter(r.provider for r in rows(session, ids)) == {"panel": 1, "brand": 4}
     health = ProviderHealth(routed.store, "panel", routed.settings)
     assert health.state().state is BreakerState.CLOSED  # the probe answered
+
+
+async def test_a_refused_probe_goes_to_another_account_of_its_route_not_held_for_the_next(
+    routed: Routed, session: Session, events: Events
+) -> None:
+    """A message that was the probe of an account refusing connections is not
+    held until that account's next probe (where it would be the probe again,
+    forever, when it is the only message): it fails over like any refused one."""
+    routed.settings = BreakerSettings(failures=5, min_answers=50, probe_interval=0.05)
+    routed.open_breaker("panel")
+    routed.endpoints.refuse.add("panel")
+    await asyncio.sleep(0.1)  # panel's probe is due
+    [id_] = routed.messages(1)
+    result = await routed.send([id_])
+    assert (result.claimed, result.released) == (1, 1)
+    [row] = rows(session, [id_])
+    assert (row.status, row.attempts) == (S.QUEUED, 0)
+    assert events(id_)[-1]["detail"] == REROUTED_DETAIL
+    [(published, _queue, countdown)] = routed.harness.enqueued.calls
+    assert published == [id_] and countdown is not None and countdown <= 2
+    probes = routed.endpoints.requests["panel"]  # the probe, with its in-call retries
+
+    await asyncio.sleep(0.1)  # panel's next probe is due again
+    await routed.send([id_])
+    [row] = rows(session, [id_])
+    assert (row.status, row.provider, row.attempts) == (S.SENT, "brand", 1)
+    assert routed.endpoints.requests["panel"] == probes
