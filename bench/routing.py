@@ -272,6 +272,32 @@ def loss_and_duplicates(stack: RoutingStack, prefix: str = "+") -> dict[str, int
 # --- kill-a -----------------------------------------------------------------------
 
 
+class Backlog:
+    """(time, rows to ``prefix`` not sent yet) every ``every`` s, in a thread."""
+
+    def __init__(self, stack: RoutingStack, prefix: str, every: float = 0.1) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+
+        def run() -> None:
+            while not self._stop.wait(every):
+                left = stack.pending(prefix)
+                if left is not None:
+                    self.samples.append((time.time(), left))
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def at(self, when: float) -> int | None:
+        """The last sample taken at or before ``when``."""
+        before = [left for t, left in self.samples if t <= when]
+        return before[-1] if before else None
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
 class Trickle:
     """Small campaigns on the route, ``rate`` messages a second, in a thread."""
 
@@ -332,6 +358,7 @@ def kill_a_run(
     try:
         t0 = time.time()
         stack.submit("kill-a", numbers(CAMPAIGN_PREFIX, args.kill_size))
+        backlog = Backlog(stack, CAMPAIGN_PREFIX)
         trickle.start()
         killed = t0 + args.kill_after
         if fault:
@@ -340,6 +367,7 @@ def kill_a_run(
             stack.stop_simulator("A")
         limit = max(base, args.kill_size / args.rate) + 120
         done = stack.wait_done(CAMPAIGN_PREFIX, t0 + limit, SETTLED_PENDING)
+        backlog.stop()
         seconds = None if done is None else done - t0
         report.add(name, "campaign seconds (no row left to send; unknown aside)", seconds)
         if not fault:
@@ -360,15 +388,23 @@ def kill_a_run(
             )
         else:
             report.add(name, "campaign seconds over fault-free", None, "never finished", False)
-        # B while it carries the route: whole clock seconds from the first one
-        # after the kill to the last one before the campaign's end. The first
-        # of them also spends B's burst (its bucket was full): the mean leaves
-        # it out, and "lowest" is the worst whole second.
+        # B while it carries the route: the whole clock seconds after the
+        # kill's own that end with at least a second's worth of the campaign
+        # still unsent (B had work for the whole second; the last ones are the
+        # campaign running out, not B waiting). The first of them also spends
+        # B's burst (its bucket was full since the start): the mean leaves it out.
         b_seconds = stack.per_second("B")
         end = done if done is not None else time.time()
-        window = list(range(int(killed) + 1, int(end)))
+        window = [
+            s for s in range(int(killed) + 1, int(end) + 1) if (backlog.at(s + 1) or 0) >= args.rate
+        ]
         busy = [b_seconds.get(s, 0) / args.rate for s in window]
-        report.details["kill-a B sends/s over rate, by second"] = [round(b, 3) for b in busy]
+        report.details["kill-a B sends/s over rate, whole seconds with work waiting"] = [
+            round(b, 3) for b in busy
+        ]
+        report.details["kill-a B sends by second from the kill"] = [
+            b_seconds.get(s, 0) for s in range(int(killed), int(end) + 1)
+        ]
         if len(busy) >= 2:
             mean = statistics.fmean(busy[1:])
             report.add(
@@ -378,7 +414,7 @@ def kill_a_run(
                 f">= {BUSY_TARGET}",
                 mean >= BUSY_TARGET,
             )
-            report.add(name, "B's bucket busy, lowest whole second", min(busy))
+            report.add(name, "B's bucket busy, lowest of those seconds", min(busy[1:]))
         else:
             report.add(name, "B's bucket busy", None, "no whole second to measure", None)
         restart_at = killed + args.down
@@ -656,9 +692,9 @@ weights = [1, 1]
 SMSQ_PROCESSES = ("worker", "beat", "api")
 
 
-def smsq_cpu(stack: RoutingStack) -> float:
-    """CPU seconds of smsq's own process groups (never the simulators')."""
-    return sum(server_cpu_seconds(stack.named[n].pid) for n in SMSQ_PROCESSES)
+def smsq_cpu(stack: RoutingStack) -> dict[str, float]:
+    """CPU seconds of each of smsq's own process groups (never the simulators')."""
+    return {n: server_cpu_seconds(stack.named[n].pid) for n in SMSQ_PROCESSES}
 
 
 def cpu_run(
@@ -679,13 +715,15 @@ def cpu_run(
         stack.submit("cpu-1", first, None if routed else "A")
         stack.submit("cpu-2", second, None if routed else "B")
         done = stack.wait_done("+", t0 + args.cpu_size / args.cpu_rate * 5 + 120, PENDING)
-        cpu = smsq_cpu(stack) - before
+        after = smsq_cpu(stack)
+        cpu = sum(after.values()) - sum(before.values())
         if done is None:
             raise RuntimeError(f"cpu {label}: not every message was sent")
         sent = sum(sum(c.values()) for c in stack.sends().values())
         sends = stack.sends()
         return {
             "cpu_ms_per_message": 1000 * cpu / max(sent, 1),
+            **{f"{n}_cpu_s": round(after[n] - before[n], 2) for n in SMSQ_PROCESSES},
             "seconds": done - t0,
             "sent": sent,
             "on_A": sum(sends["A"].values()),
@@ -700,6 +738,7 @@ def cpu(
 ) -> None:
     name = "cpu"
     runs: dict[str, list[dict[str, float]]] = {"routes": [], "no-routes": []}
+    assert args.cpu_runs >= 1
     for i in range(args.cpu_runs):
         order = (True, False) if i % 2 == 0 else (False, True)
         for routed in order:
