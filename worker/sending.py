@@ -113,10 +113,15 @@ class SendContext:
 
 @dataclass
 class GivenBack:
-    """Claimed rows a batch gives back unsent, and how long they should wait."""
+    """Claimed rows a batch gives back unsent, and how long each should wait.
+
+    Each row keeps its own wait: a routed row going to another account of its
+    route is tried again in about a second even when the same batch holds
+    others for the breaker's probe interval.
+    """
 
     rows: list[Claimed] = field(default_factory=list)
-    waits: list[float] = field(default_factory=list)
+    waits: dict[str, float] = field(default_factory=dict)  # seconds, by id
     held: set[str] = field(default_factory=set)  # held back by an open circuit breaker
     details: dict[str, str] = field(default_factory=dict)  # other reasons, by id
 
@@ -125,7 +130,7 @@ class GivenBack:
     ) -> None:
         rows = list(rows)
         self.rows.extend(rows)
-        self.waits.append(wait)
+        self.waits.update((m.id, wait) for m in rows)
         if held:
             self.held.update(m.id for m in rows)
         elif detail is not None:
@@ -136,9 +141,15 @@ class GivenBack:
             return HELD_DETAIL
         return self.details.get(message_id, WAITING_FOR_TOKENS)
 
-    @property
-    def wait(self) -> float:
-        return max(self.waits, default=1.0)
+    def wait(self, message_id: str) -> float:
+        return self.waits.get(message_id, 1.0)
+
+    def by_queue_and_wait(self) -> dict[tuple[str, float], list[str]]:
+        """Ids to re-enqueue, by queue and countdown."""
+        groups: dict[tuple[str, float], list[str]] = {}
+        for m in self.rows:
+            groups.setdefault((QUEUE_FOR_KIND[m.kind], self.wait(m.id)), []).append(m.id)
+        return groups
 
 
 @dataclass
@@ -277,8 +288,8 @@ async def _send_claimed(
 
     for (queue, countdown), retry_ids in _retry_batches(result.written).items():
         ctx.publisher.send_messages(retry_ids, queue=queue, countdown=countdown)
-    for queue, rel_ids in _by_queue(given_back.rows).items():
-        ctx.publisher.send_messages(rel_ids, queue=queue, countdown=given_back.wait)
+    for (queue, wait), rel_ids in given_back.by_queue_and_wait().items():
+        ctx.publisher.send_messages(rel_ids, queue=queue, countdown=wait)
     log.info(
         "batch sent",
         claimed=result.claimed,
@@ -314,11 +325,12 @@ async def _store_outcomes(
         try:
             with ctx.sessions() as session:
                 if given_back.rows:
-                    retry_at = later + dt.timedelta(seconds=given_back.wait)
-                    by_detail: dict[str, list[str]] = {}
+                    by_detail: dict[tuple[str, float], list[str]] = {}
                     for m in given_back.rows:
-                        by_detail.setdefault(given_back.detail(m.id), []).append(m.id)
-                    for detail, ids in by_detail.items():
+                        key = (given_back.detail(m.id), given_back.wait(m.id))
+                        by_detail.setdefault(key, []).append(m.id)
+                    for (detail, wait), ids in by_detail.items():
+                        retry_at = later + dt.timedelta(seconds=wait)
                         release(
                             session, ids, now=later, retry_at=retry_at, token=token, detail=detail
                         )
@@ -438,7 +450,8 @@ async def _feed_group(
             if not (gate.send or gate.probe):
                 # The breaker is open: nothing goes out, no attempt is spent.
                 BREAKER_HELD.labels(provider=key.provider).inc(len(pending))
-                given_back.add(pending, gate.wait + (ctx.rng or random).uniform(0, 1.0), held=True)
+                wait = gate.wait + (ctx.rng or random).uniform(0, 1.0)
+                _hold(ctx, pending, wait, given_back, lease.down)
                 break
             probe = gate.probe
         size = 1 if probe else per_request
@@ -576,8 +589,32 @@ def _after_health(
     outage = [m for m, _r in _fail_over(ctx, provider, outage_pairs, given_back, down)]
     if outage:
         BREAKER_HELD.labels(provider=provider).inc(len(outage))
-        given_back.add(outage, health.settings.probe_interval, held=True)
+        _hold(ctx, outage, health.settings.probe_interval, given_back, down)
     return kept
+
+
+def _hold(
+    ctx: SendContext,
+    messages: Iterable[Claimed],
+    wait: float,
+    given_back: GivenBack,
+    down: frozenset[str],
+) -> None:
+    """Give ``messages`` back unsent, held by their account's open breaker: for
+    ``wait`` (until its probe), but a routed one whose route has another
+    healthy account for :data:`FAILOVER_WAIT` only: the next batch routes it
+    there, and a route's traffic must not pause for the probe interval when
+    its first account goes down (docs/routing.md)."""
+    router = ctx.router
+    elsewhere: list[Claimed] = []
+    stay: list[Claimed] = []
+    for message in messages:
+        other = router is not None and router.has_other(message, down)
+        (elsewhere if other else stay).append(message)
+    if elsewhere:
+        given_back.add(elsewhere, FAILOVER_WAIT, held=True)
+    if stay:
+        given_back.add(stay, wait, held=True)
 
 
 def _fail_over(
@@ -666,10 +703,3 @@ def _retry_batches(written: Written) -> dict[tuple[str, float], list[str]]:
         countdown = float(int(retry.countdown) + 1)
         batches.setdefault((QUEUE_FOR_KIND[retry.kind], countdown), []).append(retry.message_id)
     return batches
-
-
-def _by_queue(messages: Sequence[Claimed]) -> dict[str, list[str]]:
-    queues: dict[str, list[str]] = {}
-    for message in messages:
-        queues.setdefault(QUEUE_FOR_KIND[message.kind], []).append(message.id)
-    return queues

@@ -26,7 +26,7 @@ from providers.routes import Route
 from providers.simulator import mock_transport
 from worker.provider_health import BreakerSettings, BreakerState, ProviderHealth
 from worker.routing import Router
-from worker.sending import REROUTED_DETAIL, send_batch
+from worker.sending import HELD_DETAIL, REROUTED_DETAIL, send_batch
 from worker.throttle import pause_provider
 
 S = MessageStatus
@@ -273,3 +273,30 @@ async def test_a_refused_probe_goes_to_another_account_of_its_route_not_held_for
     [row] = rows(session, [id_])
     assert (row.status, row.provider, row.attempts) == (S.SENT, "brand", 1)
     assert routed.endpoints.requests["panel"] == probes
+
+
+async def test_rows_held_by_a_breaker_that_opened_after_the_claim_fail_over_in_a_second(
+    routed: Routed, session: Session, events: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The breaker opened after the claim read it closed (another worker saw
+    the failures): the routed rows go back for about a second, for the
+    route's other account, not for the breaker's probe interval (60 s here);
+    a row without a route in the same batch waits for the probe, as before."""
+    monkeypatch.setattr("worker.sending._holding_accounts", lambda ctx, probing=None: {})
+    routed.open_breaker("panel")
+    ids = routed.messages(3)
+    plain = routed.messages(2, route=None)
+    result = await routed.send([*ids, *plain])
+    assert (result.claimed, result.released, result.written.sent) == (5, 5, 0)
+    countdowns = {
+        frozenset(published): countdown
+        for published, _queue, countdown in routed.harness.enqueued.calls
+    }
+    assert countdowns[frozenset(ids)] is not None and countdowns[frozenset(ids)] <= 2
+    assert countdowns[frozenset(plain)] is not None and countdowns[frozenset(plain)] >= 50
+    assert {events(i)[-1]["detail"] for i in ids} == {HELD_DETAIL}
+
+    monkeypatch.undo()
+    await routed.send(ids)
+    assert {(r.status, r.provider) for r in rows(session, ids)} == {(S.SENT, "brand")}
+    assert routed.endpoints.requests["panel"] == 0
