@@ -34,11 +34,14 @@ so ``sent`` is final. Counting is at the providers (each simulator's
   two half campaigns naming A and B. CPU (user + system from /proc) of every
   smsq process group (worker and its pool, beat, api; not the simulators,
   PostgreSQL or Redis) from the submit until every row is sent, per sent
-  message; medians and their ratio.
+  message; medians and their ratio. ``--cpu-mode single`` compares a route
+  ``[A]`` with naming A instead: the routing work without mixing two
+  accounts' traffic in one batch.
 
     .venv/bin/python bench/routing.py                     # everything, full size (~15 min)
     .venv/bin/python bench/routing.py --quick             # shortened (~8 min)
     .venv/bin/python bench/routing.py --scenario cpu --json routing.json
+    .venv/bin/python bench/routing.py --scenario cpu --cpu-mode single --cpu-runs 3
 
 PostgreSQL and Redis are the benchmark's own (``bench/_services.py``). The
 SYN count needs root or CAP_NET_RAW; without it that figure is reported as
@@ -562,12 +565,12 @@ def weights(
             rest = during[2:-1]
             if rest:
                 sustained = sum(rest) / len(rest)
+                # No verdict: what is left of the burst may legally spread here.
                 report.add(
                     name,
                     f"B down: A's sends/s over the {len(rest)} whole seconds after the first two",
                     sustained,
-                    f"<= rate {args.rate:.0f} (+3 %)",
-                    sustained <= args.rate * 1.03,
+                    f"(rate {args.rate:.0f})",
                 )
             # A token bucket allows at most rate x k + burst in any k seconds
             # (counted here at the simulator's clock, when it handles a request:
@@ -702,6 +705,14 @@ kinds = ["campaign"]
 accounts = ["A", "B"]
 weights = [1, 1]
 """
+# --cpu-mode single: the routing work without the mixed traffic (every
+# message on A, with a one-account route or naming A).
+CPU_ROUTE_SINGLE = """
+[[routes]]
+name = "one"
+kinds = ["campaign"]
+accounts = ["A"]
+"""
 SMSQ_PROCESSES = ("worker", "beat", "api")
 
 
@@ -718,7 +729,9 @@ def cpu_run(
     routed: bool,
 ) -> dict[str, float]:
     label = "routes" if routed else "no-routes"
-    toml = providers_file(args.cpu_rate, int(args.cpu_rate), CPU_ROUTE if routed else "")
+    route = CPU_ROUTE if args.cpu_mode == "split" else CPU_ROUTE_SINGLE
+    toml = providers_file(args.cpu_rate, int(args.cpu_rate), route if routed else "")
+    named = ("A", "B") if args.cpu_mode == "split" else ("A", "A")
     stack = RoutingStack(args, tmp / f"cpu-{label}", pg, redis, toml)
     # New connections to the providers: a mixed batch keeps two accounts'
     # connections in one pool (SMSQ_SEND_CONCURRENCY per worker process).
@@ -728,8 +741,8 @@ def cpu_run(
         half = args.cpu_size // 2
         first, second = numbers("+4915123", half), numbers("+4915124", args.cpu_size - half)
         before, t0 = smsq_cpu(stack), time.time()
-        stack.submit("cpu-1", first, None if routed else "A")
-        stack.submit("cpu-2", second, None if routed else "B")
+        stack.submit("cpu-1", first, None if routed else named[0])
+        stack.submit("cpu-2", second, None if routed else named[1])
         done = stack.wait_done("+", t0 + args.cpu_size / args.cpu_rate * 5 + 120, PENDING)
         after = smsq_cpu(stack)
         cpu = sum(after.values()) - sum(before.values())
@@ -807,6 +820,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cpu-size", type=int, help="cpu campaign (10000; quick 4000)")
     ap.add_argument("--cpu-runs", type=int, help="pairs of cpu runs (5; quick 3)")
     ap.add_argument("--cpu-rate", type=float, default=3000.0, help="each account's rate in cpu")
+    ap.add_argument(
+        "--cpu-mode",
+        choices=("split", "single"),
+        default="split",
+        help="cpu: route [A, B] 1:1 against halves naming A and B (split), or a route [A] "
+        "against naming A (single: the routing work alone, no mixed traffic)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the logs' temp dir")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args(argv)
