@@ -284,17 +284,18 @@ class Backlog:
 
         def run() -> None:
             while not self._stop.wait(every):
+                asked = time.time()  # the count is of a moment at or after this
                 left = stack.pending(prefix)
                 if left is not None:
-                    self.samples.append((time.time(), left))
+                    self.samples.append((asked, left))
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
 
-    def at(self, when: float) -> int | None:
-        """The last sample taken at or before ``when``."""
-        before = [left for t, left in self.samples if t <= when]
-        return before[-1] if before else None
+    def after(self, when: float) -> int | None:
+        """The first count asked for at or after ``when``: what was left then, or less."""
+        later = [left for t, left in self.samples if t >= when]
+        return later[0] if later else None
 
     def stop(self) -> None:
         self._stop.set()
@@ -399,7 +400,9 @@ def kill_a_run(
         b_seconds = stack.per_second("B")
         end = done if done is not None else time.time()
         window = [
-            s for s in range(int(killed) + 1, int(end) + 1) if (backlog.at(s + 1) or 0) >= args.rate
+            s
+            for s in range(int(killed) + 1, int(end) + 1)
+            if (backlog.after(s + 1) or 0) >= args.rate
         ]
         busy = [b_seconds.get(s, 0) / args.rate for s in window]
         report.details["kill-a B sends/s over rate, whole seconds with work waiting"] = [
