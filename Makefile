@@ -49,7 +49,7 @@ chaos: $(STAMP) ## every fault against the real stack, one table (~25 min; docs/
 chaos-quick: $(STAMP) ## the shortened chaos runs CI does (~8 min)
 	$(BIN)/python bench/chaos.py --quick $(CHAOS_ARGS)
 
-bench-routing: $(STAMP) ## routing across accounts against the real stack (~15 min; --quick via ROUTING_ARGS)
+bench-routing: $(STAMP) ## routing across accounts against the real stack (~12 min; ROUTING_ARGS=--quick: ~3)
 	$(BIN)/python bench/routing.py $(ROUTING_ARGS)
 
 clean: ## remove .venv, caches and the demo database

@@ -38,8 +38,8 @@ so ``sent`` is final. Counting is at the providers (each simulator's
   ``[A]`` with naming A instead: the routing work without mixing two
   accounts' traffic in one batch.
 
-    .venv/bin/python bench/routing.py                     # everything, full size (~15 min)
-    .venv/bin/python bench/routing.py --quick             # shortened (~8 min)
+    .venv/bin/python bench/routing.py                     # everything, full size (~12 min)
+    .venv/bin/python bench/routing.py --quick             # shortened (~3 min)
     .venv/bin/python bench/routing.py --scenario cpu --json routing.json
     .venv/bin/python bench/routing.py --scenario cpu --cpu-mode single --cpu-runs 3
 
