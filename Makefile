@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit lint simulator migrate bench chaos chaos-quick clean
+.PHONY: help install demo test test-unit lint simulator migrate bench chaos chaos-quick bench-routing clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ chaos: $(STAMP) ## every fault against the real stack, one table (~25 min; docs/
 
 chaos-quick: $(STAMP) ## the shortened chaos runs CI does (~8 min)
 	$(BIN)/python bench/chaos.py --quick $(CHAOS_ARGS)
+
+bench-routing: $(STAMP) ## routing across accounts against the real stack (~12 min; ROUTING_ARGS=--quick: ~3)
+	$(BIN)/python bench/routing.py $(ROUTING_ARGS)
 
 clean: ## remove .venv, caches and the demo database
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache smsq.db demo-report.json

@@ -8,6 +8,11 @@ when stopped), ``smsq api`` (the delivery-report receiver at
 and Celery beat (promoter and sweeper). Settings are the defaults except the
 provider account: panelsms at ``--rate`` messages per second, delivery
 reports on.
+
+Other benchmarks (``bench/routing.py``) pass their own providers file (a
+template formatted with ``sim`` and ``sim_<name>``: each simulator's URL),
+more simulator processes by name (each can be stopped on its own) and extra
+settings; the defaults are the chaos suite's.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,21 +68,39 @@ def children(pid: int) -> list[int]:
     return found
 
 
+SIMULATOR = "simulator"  # the name of the first (the chaos suite's only) simulator
+
+
 class ChaosStack(Stack):
     def __init__(
-        self, args: argparse.Namespace, tmp: Path, postgres: Postgres, redis: OwnRedis
+        self,
+        args: argparse.Namespace,
+        tmp: Path,
+        postgres: Postgres,
+        redis: OwnRedis,
+        *,
+        providers_template: str = PROVIDERS,
+        simulators: Sequence[str] = (SIMULATOR,),
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.args = args
         redis.flush()
         self.redis = redis
-        self.sim_port = free_port()
-        self.sim_url = f"http://127.0.0.1:{self.sim_port}"
+        self.sim_ports = {name: free_port() for name in simulators}
+        self.sim_urls = {name: f"http://127.0.0.1:{p}" for name, p in self.sim_ports.items()}
+        self.sim_port = self.sim_ports[simulators[0]]
+        self.sim_url = self.sim_urls[simulators[0]]
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         tmp.mkdir(parents=True, exist_ok=True)
         providers = tmp / "providers.toml"
         providers.write_text(
-            PROVIDERS.format(sim=self.sim_url, rate=args.rate, timeout=args.provider_timeout)
+            providers_template.format(
+                sim=self.sim_url,
+                rate=args.rate,
+                timeout=args.provider_timeout,
+                **{f"sim_{name}": url for name, url in self.sim_urls.items()},
+            )
         )
         super().__init__(
             postgres.url,
@@ -93,6 +117,7 @@ class ChaosStack(Stack):
                     if args.ingest_stall_after is not None
                     else {}
                 ),
+                **(env or {}),
             },
         )
         # The driver's own reads must not hang while PostgreSQL is away.
@@ -100,9 +125,11 @@ class ChaosStack(Stack):
         self.engine = make_engine(self.db_url, connect_args={"connect_timeout": 2})
         self.named: dict[str, subprocess.Popen[bytes]] = {}
         self.spawns: Counter[str] = Counter()
-        self.past_stats: list[dict[str, Any]] = []
+        self.past_stats: dict[str, list[dict[str, Any]]] = {name: [] for name in simulators}
+        self._stats_files: dict[str, Path] = {}
         try:
-            self.start_simulator()
+            for name in simulators:
+                self.start_simulator(name)
             self.start_api()
             self.start_worker()
             self.start_beat()
@@ -124,29 +151,30 @@ class ChaosStack(Stack):
         n = self.spawns[name]
         return name if n == 1 else f"{name}-{n}"
 
-    def start_simulator(self) -> None:
-        self._stats_file = self.tmp / f"sim-stats-{self.spawns['simulator'] + 1}.json"
+    def start_simulator(self, name: str = SIMULATOR) -> None:
+        stats_file = self.tmp / f"{name}-stats-{self.spawns[name] + 1}.json"
+        self._stats_files[name] = stats_file
         self._spawn(
-            "simulator",
+            name,
             [
                 str(BIN / "python"),
                 str(ROOT / "bench" / "_simulator.py"),
                 "--port",
-                str(self.sim_port),
+                str(self.sim_ports[name]),
                 "--latency-ms",
                 str(self.args.latency_ms),
                 "--stats-file",
-                str(self._stats_file),
+                str(stats_file),
             ],
         )
-        self.wait_http(f"{self.sim_url}/_stats")
+        self.wait_http(f"{self.sim_urls[name]}/_stats")
 
-    def stop_simulator(self) -> None:
+    def stop_simulator(self, name: str = SIMULATOR) -> None:
         """SIGTERM: uvicorn answers what is in flight, refuses new connections, exits."""
-        process = self.named["simulator"]
+        process = self.named[name]
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
-        self.past_stats.append(json.loads(self._stats_file.read_text()))
+        self.past_stats[name].append(json.loads(self._stats_files[name].read_text()))
 
     def start_api(self) -> None:
         self._spawn("api", [str(BIN / "smsq"), "api", "--port", str(self.api_port)])
@@ -220,19 +248,20 @@ class ChaosStack(Stack):
 
     # --- the provider -------------------------------------------------------
 
-    def configure_simulator(self, changes: dict[str, Any]) -> None:
-        httpx.post(f"{self.sim_url}/_config", json=changes, timeout=10).raise_for_status()
+    def configure_simulator(self, changes: dict[str, Any], name: str = SIMULATOR) -> None:
+        url = self.sim_urls[name]
+        httpx.post(f"{url}/_config", json=changes, timeout=10).raise_for_status()
 
-    def live_stats(self) -> dict[str, Any] | None:
+    def live_stats(self, name: str = SIMULATOR) -> dict[str, Any] | None:
         try:
-            return dict(httpx.get(f"{self.sim_url}/_stats", timeout=5).json())
+            return dict(httpx.get(f"{self.sim_urls[name]}/_stats", timeout=5).json())
         except httpx.HTTPError:
             return None
 
-    def sim_stats(self) -> dict[str, Any]:
-        """Every simulator process's stats added up (it may have been restarted)."""
-        parts = [*self.past_stats]
-        live = self.live_stats()
+    def sim_stats(self, name: str = SIMULATOR) -> dict[str, Any]:
+        """Every process of simulator ``name``'s stats added up (it may have been restarted)."""
+        parts = [*self.past_stats[name]]
+        live = self.live_stats(name)
         if live is not None:
             parts.append(live)
         per_number: Counter[str] = Counter()

@@ -121,10 +121,15 @@ class SendContext:
 
 @dataclass
 class GivenBack:
-    """Claimed rows a batch gives back unsent, and how long they should wait."""
+    """Claimed rows a batch gives back unsent, and how long each should wait.
+
+    Each row keeps its own wait: a routed row going to another account of its
+    route is tried again in about a second even when the same batch holds
+    others for the breaker's probe interval.
+    """
 
     rows: list[Claimed] = field(default_factory=list)
-    waits: list[float] = field(default_factory=list)
+    waits: dict[str, float] = field(default_factory=dict)  # seconds, by id
     held: set[str] = field(default_factory=set)  # held back by an open circuit breaker
     details: dict[str, str] = field(default_factory=dict)  # other reasons, by id
 
@@ -133,7 +138,7 @@ class GivenBack:
     ) -> None:
         rows = list(rows)
         self.rows.extend(rows)
-        self.waits.append(wait)
+        self.waits.update((m.id, wait) for m in rows)
         if held:
             self.held.update(m.id for m in rows)
         elif detail is not None:
@@ -144,9 +149,15 @@ class GivenBack:
             return HELD_DETAIL
         return self.details.get(message_id, WAITING_FOR_TOKENS)
 
-    @property
-    def wait(self) -> float:
-        return max(self.waits, default=1.0)
+    def wait(self, message_id: str) -> float:
+        return self.waits.get(message_id, 1.0)
+
+    def by_queue_and_wait(self) -> dict[tuple[str, float], list[str]]:
+        """Ids to re-enqueue, by queue and countdown."""
+        groups: dict[tuple[str, float], list[str]] = {}
+        for m in self.rows:
+            groups.setdefault((QUEUE_FOR_KIND[m.kind], self.wait(m.id)), []).append(m.id)
+        return groups
 
 
 @dataclass
@@ -289,8 +300,8 @@ async def _send_claimed(
 
     for (queue, countdown), retry_ids in _retry_batches(result.written).items():
         ctx.publisher.send_messages(retry_ids, queue=queue, countdown=countdown)
-    for queue, rel_ids in _by_queue(given_back.rows).items():
-        ctx.publisher.send_messages(rel_ids, queue=queue, countdown=given_back.wait)
+    for (queue, wait), rel_ids in given_back.by_queue_and_wait().items():
+        ctx.publisher.send_messages(rel_ids, queue=queue, countdown=wait)
     log.info(
         "batch sent",
         claimed=result.claimed,
@@ -326,11 +337,12 @@ async def _store_outcomes(
         try:
             with ctx.sessions() as session:
                 if given_back.rows:
-                    retry_at = later + dt.timedelta(seconds=given_back.wait)
-                    by_detail: dict[str, list[str]] = {}
+                    by_detail: dict[tuple[str, float], list[str]] = {}
                     for m in given_back.rows:
-                        by_detail.setdefault(given_back.detail(m.id), []).append(m.id)
-                    for detail, ids in by_detail.items():
+                        key = (given_back.detail(m.id), given_back.wait(m.id))
+                        by_detail.setdefault(key, []).append(m.id)
+                    for (detail, wait), ids in by_detail.items():
+                        retry_at = later + dt.timedelta(seconds=wait)
                         release(
                             session, ids, now=later, retry_at=retry_at, token=token, detail=detail
                         )
@@ -454,7 +466,8 @@ async def _feed_group(
             if not (gate.send or gate.probe):
                 # The breaker is open: nothing goes out, no attempt is spent.
                 BREAKER_HELD.labels(provider=key.provider).inc(len(pending))
-                given_back.add(pending, gate.wait + (ctx.rng or random).uniform(0, 1.0), held=True)
+                wait = gate.wait + (ctx.rng or random).uniform(0, 1.0)
+                _hold(ctx, pending, wait, given_back, lease.down)
                 break
             probe = gate.probe
         size = 1 if probe else per_request
@@ -561,7 +574,9 @@ async def _send_chunk(
     finally:
         SEND_LATENCY.labels(provider=key.provider).observe(time.perf_counter() - started)
     one_request = adapter.max_recipients > 1  # one request carried every number
-    pairs = _after_health(ctx, key.provider, messages, results, given_back, probe, one_request)
+    pairs = _after_health(
+        ctx, key.provider, messages, results, given_back, probe, one_request, lease.down
+    )
     outcomes.extend(_fail_over(ctx, key.provider, pairs, given_back, lease.down))
     if any(isinstance(r, Rejected) and isinstance(r.error, Throttled) for r in results):
         with contextlib.suppress(Exception):  # a slower bucket is an optimisation
@@ -576,12 +591,17 @@ def _after_health(
     given_back: GivenBack,
     probe: bool,
     one_request: bool,
+    down: frozenset[str] = frozenset(),
 ) -> list[tuple[Claimed, Outcome]]:
     """Tell the breaker what the provider answered; return the outcomes to record.
 
     While the breaker is not closed (it just opened, a probe failed, or it
     opened while these requests were in flight), a failure that certainly did
-    not send is given back unsent instead: the outage spends no attempts.
+    not send is given back unsent instead: the outage spends no attempts. A
+    routed one whose request never reached the account goes to another account
+    of its route (:func:`_fail_over`) rather than waiting out this one's probe
+    interval: otherwise a message that was the probe, refused, is held and is
+    the probe again next time, and never leaves while the account is away.
     """
     pairs = list(zip(messages, results, strict=True))
     if ctx.health is None:
@@ -595,11 +615,36 @@ def _after_health(
     if state is BreakerState.CLOSED:
         return pairs
     kept = [(m, r) for m, r in pairs if not is_outage_failure(r)]
-    outage = [m for m, r in pairs if is_outage_failure(r)]
+    outage_pairs = [(m, r) for m, r in pairs if is_outage_failure(r)]
+    outage = [m for m, _r in _fail_over(ctx, provider, outage_pairs, given_back, down)]
     if outage:
         BREAKER_HELD.labels(provider=provider).inc(len(outage))
-        given_back.add(outage, health.settings.probe_interval, held=True)
+        _hold(ctx, outage, health.settings.probe_interval, given_back, down)
     return kept
+
+
+def _hold(
+    ctx: SendContext,
+    messages: Iterable[Claimed],
+    wait: float,
+    given_back: GivenBack,
+    down: frozenset[str],
+) -> None:
+    """Give ``messages`` back unsent, held by their account's open breaker: for
+    ``wait`` (until its probe), but a routed one whose route has another
+    healthy account for :data:`FAILOVER_WAIT` only: the next batch routes it
+    there, and a route's traffic must not pause for the probe interval when
+    its first account goes down (docs/routing.md)."""
+    router = ctx.router
+    elsewhere: list[Claimed] = []
+    stay: list[Claimed] = []
+    for message in messages:
+        other = router is not None and router.has_other(message, down)
+        (elsewhere if other else stay).append(message)
+    if elsewhere:
+        given_back.add(elsewhere, FAILOVER_WAIT, held=True)
+    if stay:
+        given_back.add(stay, wait, held=True)
 
 
 def _fail_over(
@@ -688,10 +733,3 @@ def _retry_batches(written: Written) -> dict[tuple[str, float], list[str]]:
         countdown = float(int(retry.countdown) + 1)
         batches.setdefault((QUEUE_FOR_KIND[retry.kind], countdown), []).append(retry.message_id)
     return batches
-
-
-def _by_queue(messages: Sequence[Claimed]) -> dict[str, list[str]]:
-    queues: dict[str, list[str]] = {}
-    for message in messages:
-        queues.setdefault(QUEUE_FOR_KIND[message.kind], []).append(message.id)
-    return queues

@@ -404,19 +404,24 @@ def assign_accounts(session: Session, accounts: Mapping[str, str], *, token: str
     the account that may have it: an ``unknown`` row is resent, and its
     delivery report matched, on that account only. Rows this claim
     (``token``) no longer holds are left alone. Not a move: no event.
+
+    One statement per account (a route has a few), not one per row: this is
+    on the sending path of every routed message whose account changed, and a
+    per-row ``executemany`` cost about twice the worker's CPU per row.
     """
-    if not accounts:
-        return
-    session.connection().execute(
-        update(MESSAGES)
-        .where(
-            MESSAGES.c.id == bindparam("b_id"),
-            MESSAGES.c.status == S.SENDING.value,
-            MESSAGES.c.lease_token == bindparam("b_token"),
+    by_account: dict[str, list[str]] = {}
+    for message_id, account in accounts.items():
+        by_account.setdefault(account, []).append(message_id)
+    for account, ids in by_account.items():
+        session.connection().execute(
+            update(MESSAGES)
+            .where(
+                MESSAGES.c.id.in_(ids),
+                MESSAGES.c.status == S.SENDING.value,
+                MESSAGES.c.lease_token == token,
+            )
+            .values(provider=account)
         )
-        .values(provider=bindparam("b_provider")),
-        [{"b_id": i, "b_provider": a, "b_token": token} for i, a in accounts.items()],
-    )
 
 
 def _write_group(

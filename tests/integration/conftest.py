@@ -44,7 +44,7 @@ CALLBACK_KEY = "cb-secret"
 PROVIDERS = """
 [providers.panel]
 adapter = "panelsms"
-url = "{sim}/sendMtSms.php"
+url = "{panel_url}"
 user = "demo@example.com"
 api_key = "demo-panel-key"
 sender = "SMSQ"
@@ -233,7 +233,11 @@ def live(
         brand_burst: int = 1000,
         sim: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
+        routes: str = "",
+        panel_url: str | None = None,
     ) -> Live:
+        """``routes``: ``[[routes]]`` tables appended to the providers file;
+        ``panel_url``: where the panel account sends instead of the simulator."""
         client = redis.Redis.from_url(real_redis_url)
         client.flushdb()
         api_port = _free_port()
@@ -251,12 +255,14 @@ def live(
         providers.write_text(
             PROVIDERS.format(
                 sim=sim_server.url,
+                panel_url=panel_url or f"{sim_server.url}/sendMtSms.php",
                 panel_rate=panel_rate,
                 panel_burst=panel_burst,
                 brand_rate=brand_rate,
                 brand_burst=brand_burst,
                 callback_key=CALLBACK_KEY,
             )
+            + routes
         )
         smsq_env = {
             "SMSQ_DATABASE_URL": postgres_url,

@@ -27,7 +27,7 @@ from providers.routes import Route
 from providers.simulator import mock_transport
 from worker.provider_health import BreakerSettings, BreakerState, ProviderHealth
 from worker.routing import Router
-from worker.sending import REROUTED_DETAIL, send_batch
+from worker.sending import HELD_DETAIL, REROUTED_DETAIL, send_batch
 from worker.throttle import pause_provider
 
 S = MessageStatus
@@ -270,3 +270,57 @@ async def test_when_the_probe_is_due_one_message_probes_the_rest_go_out_elsewher
     assert Counter(r.provider for r in rows(session, ids)) == {"panel": 1, "brand": 4}
     health = ProviderHealth(routed.store, "panel", routed.settings)
     assert health.state().state is BreakerState.CLOSED  # the probe answered
+
+
+async def test_a_refused_probe_goes_to_another_account_of_its_route_not_held_for_the_next(
+    routed: Routed, session: Session, events: Events
+) -> None:
+    """A message that was the probe of an account refusing connections is not
+    held until that account's next probe (where it would be the probe again,
+    forever, when it is the only message): it fails over like any refused one."""
+    routed.settings = BreakerSettings(failures=5, min_answers=50, probe_interval=0.05)
+    routed.open_breaker("panel")
+    routed.endpoints.refuse.add("panel")
+    await asyncio.sleep(0.1)  # panel's probe is due
+    [id_] = routed.messages(1)
+    result = await routed.send([id_])
+    assert (result.claimed, result.released) == (1, 1)
+    [row] = rows(session, [id_])
+    assert (row.status, row.attempts) == (S.QUEUED, 0)
+    assert events(id_)[-1]["detail"] == REROUTED_DETAIL
+    [(published, _queue, countdown)] = routed.harness.enqueued.calls
+    assert published == [id_] and countdown is not None and countdown <= 2
+    probes = routed.endpoints.requests["panel"]  # the probe, with its in-call retries
+
+    await asyncio.sleep(0.1)  # panel's next probe is due again
+    await routed.send([id_])
+    [row] = rows(session, [id_])
+    assert (row.status, row.provider, row.attempts) == (S.SENT, "brand", 1)
+    assert routed.endpoints.requests["panel"] == probes
+
+
+async def test_rows_held_by_a_breaker_that_opened_after_the_claim_fail_over_in_a_second(
+    routed: Routed, session: Session, events: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The breaker opened after the claim read it closed (another worker saw
+    the failures): the routed rows go back for about a second, for the
+    route's other account, not for the breaker's probe interval (60 s here);
+    a row without a route in the same batch waits for the probe, as before."""
+    monkeypatch.setattr("worker.sending._holding_accounts", lambda ctx, probing=None: {})
+    routed.open_breaker("panel")
+    ids = routed.messages(3)
+    plain = routed.messages(2, route=None)
+    result = await routed.send([*ids, *plain])
+    assert (result.claimed, result.released, result.written.sent) == (5, 5, 0)
+    countdowns = {
+        frozenset(published): countdown
+        for published, _queue, countdown in routed.harness.enqueued.calls
+    }
+    assert countdowns[frozenset(ids)] is not None and countdowns[frozenset(ids)] <= 2
+    assert countdowns[frozenset(plain)] is not None and countdowns[frozenset(plain)] >= 50
+    assert {events(i)[-1]["detail"] for i in ids} == {HELD_DETAIL}
+
+    monkeypatch.undo()
+    await routed.send(ids)
+    assert {(r.status, r.provider) for r in rows(session, ids)} == {(S.SENT, "brand")}
+    assert routed.endpoints.requests["panel"] == 0
