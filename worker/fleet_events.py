@@ -104,7 +104,9 @@ def _newest_first(store: redis.Redis, since: dt.datetime | None) -> Iterator[Fle
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=dt.UTC)
     # Exclusive: an entry of the very millisecond ``since`` names is not after it.
-    low = "-" if since is None else f"({int(since.timestamp() * 1000)}-18446744073709551615"
+    low = "-"
+    if since is not None and since.timestamp() >= 0:  # a stream id has no time before 1970
+        low = f"({int(since.timestamp() * 1000)}-18446744073709551615"
     high = "+"
     while True:
         page = store.xrevrange(FLEET_EVENTS_KEY, max=high, min=low, count=_PAGE) or []

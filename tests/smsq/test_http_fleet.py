@@ -112,6 +112,10 @@ async def test_fleet_events_lists_pauses_and_breaker_changes_behind_a_key(
     naive = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).replace(tzinfo=None).isoformat()
     as_utc = await client.get("/v1/fleet/events", params={"since": naive}, headers=auth)
     assert as_utc.status_code == 200 and as_utc.json()["events"] == []  # read as UTC
+    ancient = await client.get(
+        "/v1/fleet/events", params={"since": "1900-01-01T00:00:00Z"}, headers=auth
+    )
+    assert len(ancient.json()["events"]) == 2  # regression (fuzz): a 503 for a time before 1970
     bad = await client.get("/v1/fleet/events", params={"limit": 0}, headers=auth)
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "limit"
 
