@@ -75,9 +75,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._chaos_stack import PENDING, ChaosStack
 from bench._services import OwnRedis, ScratchPostgres
-from bench._stack import scratch_dir
+from bench._stack import group_cpu_seconds, scratch_dir
 from bench._syn_counter import SynCounter
-from bench.api import server_cpu_seconds
 from models.tables import Message
 
 SIMS = ("A", "B")
@@ -721,7 +720,7 @@ SMSQ_PROCESSES = ("worker", "beat", "api")
 
 def smsq_cpu(stack: RoutingStack) -> dict[str, float]:
     """CPU seconds of each of smsq's own process groups (never the simulators')."""
-    return {n: server_cpu_seconds(stack.named[n].pid) for n in SMSQ_PROCESSES}
+    return {n: group_cpu_seconds(stack.named[n].pid) for n in SMSQ_PROCESSES}
 
 
 def cpu_run(
