@@ -443,11 +443,9 @@ async def _feed_group(
 ) -> None:
     """Take tokens and hand chunks of ``pending`` to the adapter, popping them."""
     adapter = ctx.adapters[key.provider]
-    bucket = ctx.bucket(key.provider)
     health = ctx.health(key.provider) if ctx.health is not None else None
     per_request = adapter.max_recipients if adapter.max_recipients > 1 else ctx.send_concurrency
     fill = key.campaign and adapter.max_recipients > 1 and ctx.fill_wait > 0
-    reserve = 0 if key.otp else bucket.otp_reserve(ctx.otp_reserve)
     factor = 1.0  # the bucket's AIMD factor, as of the last answer
     waited = 0.0  # since the last grant
     while pending:
@@ -470,6 +468,10 @@ async def _feed_group(
                 _hold(ctx, pending, wait, given_back, lease.down)
                 break
             probe = gate.probe
+        # Asked each time: a group can take seconds, and a rate changed
+        # meanwhile applies to its next grant (the runtime caches the bucket).
+        bucket = ctx.bucket(key.provider)
+        reserve = 0 if key.otp else bucket.otp_reserve(ctx.otp_reserve)
         size = 1 if probe else per_request
         window = [pending[i] for i in range(min(size, len(pending)))]
         wanted = sum(_tokens(m) for m in window)

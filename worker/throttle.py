@@ -61,6 +61,11 @@ _UNIT: Final = 1_000_000
 # rows go out within about this long.
 PAUSED_WAIT: Final = 10.0
 
+# Seconds after a cut of the rate (code 7) during which further "throttled"
+# answers cut nothing more: they answer requests sent before the cut. About
+# one round trip of a provider counting "per second".
+PENALTY_HOLD: Final = 1.0
+
 _LUA: Final = (files("worker") / "token_bucket.lua").read_text(encoding="utf-8")
 
 # One registered script per client: ``Script`` hashes the source once and
@@ -122,6 +127,7 @@ class TokenBucket:
         decrease: float = 0.5,
         recovery: float = 0.1,
         min_factor: float = 0.05,
+        penalty_hold: float = PENALTY_HOLD,
     ) -> None:
         if not (math.isfinite(rate) and rate > 0):
             raise ValueError(f"rate must be > 0 tokens per second, got {rate!r}")
@@ -142,6 +148,7 @@ class TokenBucket:
         self.decrease = float(decrease)
         self.recovery = float(recovery)
         self.min_factor = float(min_factor)
+        self.penalty_hold = float(penalty_hold)
         self._script = _script_for(client)
 
     def acquire(self, tokens: int, minimum: int | None = None, *, reserve: int = 0) -> Grant:
@@ -183,6 +190,9 @@ class TokenBucket:
 
         Multiplies the factor by ``decrease`` (not below ``min_factor``) and
         returns the new factor; it climbs back by ``recovery`` per second.
+        At most one cut per ``penalty_hold`` seconds, fleet-wide: the burst
+        of code 7 answers to the requests of one overfull second is one
+        signal, not one per request (see token_bucket.lua).
         """
         _, _, _, factor = self._call("penalize")
         return factor / _UNIT
@@ -223,6 +233,7 @@ class TokenBucket:
                 tokens,
                 minimum,
                 reserve,
+                int(self.penalty_hold * 1000),
             ],
         )
         granted, wait_ms, micro_tokens, factor_ppm = (int(v) for v in reply)

@@ -7,6 +7,7 @@ KEYS[1]  the bucket, a hash (smsq.names.bucket_key(provider)):
            tokens  micro-tokens (1 token = 1e6); negative while in debt
            ts      Redis time of the last write, microseconds since the epoch
            factor  AIMD rate factor in parts per million (1e6 = full rate)
+           cut     Redis time of the last penalize that cut the factor, us
          All three are integers: Lua numbers are doubles, and Redis truncates
          numbers a script returns, so nothing fractional is kept or returned.
          A missing key is a full bucket at factor 1.
@@ -22,6 +23,7 @@ ARGV[8]  minimum: acquire grants nothing unless this many are available
          (1 <= minimum <= n); ignored otherwise
 ARGV[9]  reserve: whole tokens this caller must leave in the bucket (0 <= reserve
          < burst): the share only the OTP lane may take; acquire only
+ARGV[10] hold_ms: penalize cuts the factor at most once per this long [penalize]
 
 Every call first brings the state up to now:
   factor climbs by recovery per second, capped at 1;
@@ -39,7 +41,12 @@ Then the mode:
             a reserve sees the bucket refill the reserve first, so a caller
             without one (an OTP) always finds those tokens before it.
   refund    tokens += n, capped at burst.
-  penalize  factor = max(min_factor, factor * decrease).
+  penalize  factor = max(min_factor, factor * decrease), unless the last cut
+            was less than hold_ms ago: the "throttled" answers to requests
+            sent before that cut (a whole second's burst of them, one per
+            request) say nothing about the rate since, and cutting once per
+            answer would take the rate to min_factor in one burst. As TCP
+            halves its window once per round trip, not once per lost packet.
   state     nothing; the key is not written (a read-only view for operators).
 
 Returns {granted, wait_ms, tokens, factor}: tokens granted (acquire, else 0),
@@ -121,7 +128,12 @@ if mode == 'acquire' then
 elseif mode == 'refund' then
     tokens = math.min(full, tokens + n * UNIT)
 elseif mode == 'penalize' then
-    factor = math.max(min_ppm, math.floor(factor * decrease))
+    local hold = (tonumber(ARGV[10]) or 0) * 1000
+    local cut = tonumber(redis.call('HGET', key, 'cut') or '0')
+    if now - cut >= hold then
+        factor = math.max(min_ppm, math.floor(factor * decrease))
+        redis.call('HSET', key, 'cut', int(now))
+    end
 elseif mode ~= 'state' then
     return redis.error_reply('token_bucket: unknown mode ' .. tostring(mode))
 end

@@ -301,7 +301,7 @@ class Simulator:
         params: dict[str, str],
         rejection: Rejection,
     ) -> SimResponse:
-        self._stats.rejected[rejection.code] += 1
+        self._stats.refused(rejection.code, int(self.clock()))
         return self._finish(response, delay, route, params, rejection.code, rejection.detail)
 
     def _finish(

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 
 import httpx
 
+from providers.http import make_async_client
 from providers.simulator.core import Simulator
 from providers.simulator.wire import Report
 
@@ -55,6 +56,7 @@ class DlrDispatcher:
         self.backoff = backoff
         self.timeout = timeout
         self.grace = grace
+        self._concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[bool]] = set()
         self._stopping = asyncio.Event()
@@ -62,7 +64,12 @@ class DlrDispatcher:
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout)
+            # smsq's own client (aiohttp under the httpx API): a few times less
+            # CPU per report than httpx's default transport, which matters when
+            # the simulator shares a process with smsq (``smsq demo``).
+            self._client = make_async_client(
+                timeout=self.timeout, max_connections=self._concurrency
+            )
         return self._client
 
     async def deliver(self, report: Report) -> bool:

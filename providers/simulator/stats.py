@@ -8,6 +8,9 @@ an SMS the user received twice, which smsq promises never to cause.
 panelsms text counts once, by its first part), so a resend under a *new* id
 shows too; ``dlr.per_number`` counts the reports the receiver took (2xx) by
 destination, so a chaos run can check each one was applied.
+``per_second`` counts the numbers accepted in each second (Unix time) and
+``refused_per_second`` the requests answered with a vendor error: together,
+what a sender's token bucket spent at this provider.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class Stats:
         self.parts: Counter[tuple[str, int]] = Counter()  # (transactionId, seq)
         self.per_number: Counter[str] = Counter()
         self.per_second: Counter[int] = Counter()
+        self.refused_per_second: Counter[int] = Counter()
         self.dlr_sent = 0
         self.dlr_failed = 0
         self.dlr_per_number: Counter[str] = Counter()
@@ -54,6 +58,12 @@ class Stats:
         self.accepted += len(numbers)
         self.per_number.update(numbers)
         self.per_second[second] += len(numbers)
+
+    def refused(self, code: int, second: int) -> None:
+        """A request answered with vendor error ``code`` (throttled, queue
+        full, ...): it cost the sender a token all the same."""
+        self.rejected[code] += 1
+        self.refused_per_second[second] += 1
 
     def report(self, delivered: bool, number: str) -> None:
         if not delivered:
@@ -82,6 +92,7 @@ class Stats:
             "per_number": dict(self.per_number),
             "max_per_second": max(self.per_second.values(), default=0),
             "per_second": {str(s): n for s, n in sorted(self.per_second.items())},
+            "refused_per_second": {str(s): n for s, n in sorted(self.refused_per_second.items())},
             "dlr": {
                 "pending": dlr_pending,
                 "sent": self.dlr_sent,

@@ -20,7 +20,7 @@ def run_demo(console: Console | None = None, options: DemoOptions | None = None)
 
 def command(
     recipients: Annotated[int, typer.Option(min=1, help="campaign size")] = 10_000,
-    otps: Annotated[int, typer.Option(min=0, help="OTPs sent while the campaign runs")] = 5,
+    otps: Annotated[int, typer.Option(min=0, help="OTPs sent while the campaign runs")] = 50,
     schedule_in: Annotated[
         float, typer.Option(min=2.0, help="seconds ahead of the scheduled message")
     ] = 10.0,
@@ -34,7 +34,14 @@ def command(
         ),
     ] = True,
     outage: Annotated[
-        float, typer.Option(min=1.0, help="seconds the panelsms simulator refuses connections")
+        float,
+        typer.Option(
+            min=1.0,
+            help=(
+                "seconds the panelsms simulator refuses every connection "
+                "(from when its open ones have closed)"
+            ),
+        ),
     ] = 10.0,
     report: Annotated[Path, typer.Option(help="where the JSON report goes")] = Path(
         "demo-report.json"

@@ -9,7 +9,7 @@ from pathlib import Path
 @dataclass(frozen=True)
 class DemoOptions:
     recipients: int = 10_000
-    otps: int = 5
+    otps: int = 50
     schedule_in: float = 10.0
     """Seconds ahead of the scheduled message."""
     rate: int = 100

@@ -3,7 +3,8 @@
 Not an HTTP error: the simulator's listener is really closed
 (:meth:`providers.simulator.server.ServerThread.stop_listening`), so the
 workers' connects are refused, as when a provider's process is down, and
-opened again on the same port after :attr:`ProviderOutage.length` seconds.
+opened again on the same port :attr:`ProviderOutage.length` seconds after the
+server is gone (``down`` below).
 What the workers make of it is theirs (docs/routing.md): a request that
 never reached the account goes to another account of its route, the
 account's circuit breaker opens, and its probe brings the traffic back.
@@ -101,8 +102,9 @@ class ProviderOutage:
         self.server.stop_listening()
         with self._lock:
             self._down = utcnow()
-        left = self.length - (utcnow() - self._started).total_seconds()
-        cut = self._cut.wait(max(0.0, left))
+        # Refusing every connection for ``length`` from now: the drain before
+        # (open connections answering their last request) can take as long.
+        cut = self._cut.wait(self.length)
         try:
             self.server.listen_again()
         except RuntimeError as exc:

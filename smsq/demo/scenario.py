@@ -25,6 +25,7 @@ from models.status import MessageKind
 from models.tables import Campaign, Message, utcnow
 from producer.api import Producer
 from smsq.core.settings import Settings
+from smsq.demo.bucket_use import WINDOW, Sample, bucket_use, used_per_second
 from smsq.demo.options import DemoOptions
 from smsq.demo.outage import ProviderOutage
 from smsq.demo.report import (
@@ -37,7 +38,7 @@ from smsq.demo.report import (
 )
 from smsq.demo.stack import EmbeddedStack, StackError, StackOptions
 from worker.provider_health import ProviderHealth, breaker_settings
-from worker.throttle import TokenBucket
+from worker.throttle import BucketState, TokenBucket
 
 CAMPAIGN_ROUTE = "bulk"  # stack.DEMO_ROUTES: campaigns on panel, failing over to brand
 CAMPAIGN_PROVIDER = "panel"  # the built-in panelsms account, the route's first
@@ -51,7 +52,7 @@ CARRIER_WINDOW = 2.0  # seconds of sends that say which account carries the camp
 # Once everything is sent, wait for the delivery reports still coming in:
 # until none is owed, or none came for REPORT_STALL seconds, or REPORT_WAIT_MAX.
 REPORT_STALL = 2.0
-REPORT_WAIT_MAX = 8.0
+REPORT_WAIT_MAX = 20.0
 
 
 @dataclass
@@ -68,6 +69,8 @@ class Progress:
     """The panelsms simulator's outage (None with ``--no-failover``)."""
     breaker_changes: list[dict[str, Any]] = field(default_factory=list)
     """The panel account's breaker as sampled by the live view: each change."""
+    bucket_samples: list[Sample] = field(default_factory=list)
+    """The panel account's bucket rate and the campaign's queued rows, each refresh."""
 
     def breaker(self, now: float, state: str) -> None:
         if not self.breaker_changes or self.breaker_changes[-1]["state"] != state:
@@ -221,7 +224,11 @@ def _scenario(
                 progress.rate_changes.append(
                     {"at_s": round(now - progress.started, 2), "rate": options.raised_rate}
                 )
-            buckets = {a: _bucket_line(stack.settings, store, a) for a in BUCKET_ACCOUNTS}
+            states = {a: _bucket_state(stack.settings, store, a) for a in BUCKET_ACCOUNTS}
+            progress.bucket_samples.append(
+                Sample(time.time(), states[CAMPAIGN_PROVIDER].rate, snap.by_status.get("queued", 0))
+            )
+            buckets = {a: _bucket_line(stack.settings, a, state) for a, state in states.items()}
             view = _live_view(snap, rate, latencies, buckets, timing, route, progress, options)
             if interactive:
                 live.update(view, refresh=True)
@@ -274,6 +281,7 @@ def _scenario(
         )
     if receipts:
         report["campaign"]["rejected_at_submission"] = receipts[0].rejected
+    report["bucket_use"] = _bucket_use(progress, report, stack.sims[OUTAGE_ADAPTER].stats())
     options.report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     console.print(_summary_table(report))
     console.print(f"report written to {options.report}")
@@ -285,6 +293,23 @@ def _scenario(
     if not ok:
         console.print("[red]the demo did not finish: see the report[/red]")
     return 0 if ok else 1
+
+
+def _bucket_use(
+    progress: Progress, report: dict[str, Any], panel_stats: dict[str, Any]
+) -> dict[str, Any]:
+    """The campaign account's bucket: its share used in each 5-s window while
+    the campaign had a second's worth queued, the outage (from its start
+    until the campaign was back on panel) left out."""
+    skip: list[tuple[float, float]] = []
+    outage = report["routing"]["outage"]
+    if outage is not None:
+        zero = progress.started_at.timestamp()
+        back = outage["first_back_s"]
+        skip.append((zero + outage["started_s"], zero + back + 1 if back else float("inf")))
+    use = bucket_use(used_per_second(panel_stats), progress.bucket_samples, skip=skip)
+
+    return {"account": CAMPAIGN_PROVIDER, "window_s": WINDOW, **use}
 
 
 def _wait_for_campaign_id(producer: Producer, ingest: threading.Thread, name: str) -> str:
@@ -302,9 +327,13 @@ def _wait_for_campaign_id(producer: Producer, ingest: threading.Thread, name: st
 BUCKET_ACCOUNTS = (CAMPAIGN_PROVIDER, FALLBACK_PROVIDER)
 
 
-def _bucket_line(settings: Settings, store: redis.Redis, provider: str) -> str:
+def _bucket_state(settings: Settings, store: redis.Redis, provider: str) -> BucketState:
     account = settings.providers[provider]
-    state = TokenBucket(store, provider, rate=account.rate, burst=account.burst).state()
+    return TokenBucket(store, provider, rate=account.rate, burst=account.burst).state()
+
+
+def _bucket_line(settings: Settings, provider: str, state: BucketState) -> str:
+    account = settings.providers[provider]
     return f"{state.rate:.0f}/s of {account.rate:g}/s (factor {state.factor:.2f})"
 
 
@@ -416,6 +445,16 @@ def _failover_cell(outage: dict[str, Any]) -> str:
     return f"{over}; {back}"
 
 
+def _bucket_use_cell(report: dict[str, Any]) -> str:
+    use = report["bucket_use"]
+    if not use["windows"]:
+        return "- (never a second of its rate waiting)"
+    return (
+        f"weakest {use['window_s']} s {use['weakest'] * 100:.1f} % of its rate, "
+        f"median {use['median'] * 100:.1f} % ({use['windows']} windows with work waiting)"
+    )
+
+
 def _scheduled_line(message: Message | None) -> str:
     if message is None or message.send_at is None:
         return "-"
@@ -469,6 +508,7 @@ def _summary_table(report: dict[str, Any]) -> Table:
             f"{during['sent']} sent"
             + (f", slowest {during['latency_ms_max']} ms" if during["sent"] else ""),
         )
+    table.add_row(f"{report['bucket_use']['account']} bucket used", _bucket_use_cell(report))
     table.add_row("duplicates at the providers", str(report["duplicates_at_providers"]))
     table.add_row(
         "panelsms refused, by code", json.dumps(report["panelsms_simulator"]["rejected_by_code"])

@@ -111,6 +111,7 @@ async def test_a_slowed_bucket_fills_requests_at_its_rate_instead_of_giving_rows
     passed the 5 s limit on a bucket slowed by code 7, and the batch was given back."""
     harness.rates["brand"] = (100, 20)
     bucket = harness.ctx.bucket("brand")
+    bucket.penalty_hold = 0  # three answers, three cuts
     for _ in range(3):
         bucket.penalize()  # factor 0.125: 12.5 tokens a second
     campaign = make_campaign(status=CampaignStatus.RUNNING)
@@ -119,6 +120,21 @@ async def test_a_slowed_bucket_fills_requests_at_its_rate_instead_of_giving_rows
     result = await send_batch(harness.ctx, [m.id for m in numbers])
 
     assert (result.written.sent, result.released) == (30, 0)
+
+
+async def test_a_rate_raised_while_a_group_sends_applies_to_its_next_grant(
+    harness: Any, queued: Callable[..., list[Message]]
+) -> None:
+    """Regression (issue 12, the demo): a group kept the bucket it started
+    with, so a raised rate reached the sending only after the batches
+    already claimed (seconds of work) were done at the old one."""
+    harness.rates["panel"] = (2, 1)  # 20 messages would take about 10 s
+    messages = queued(20, text="Sale")
+    sending = asyncio.create_task(send_batch(harness.ctx, [m.id for m in messages]))
+    await asyncio.sleep(0.6)
+    harness.rates["panel"] = (1000, 1000)
+    result = await asyncio.wait_for(sending, 2)
+    assert result.written.sent == 20
 
 
 async def test_an_otp_does_not_wait_to_fill_a_request(

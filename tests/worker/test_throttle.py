@@ -173,7 +173,9 @@ def test_penalize_halves_the_rate_and_never_goes_below_min_factor(
     redis_client: redis.Redis,
     provider: str,
 ) -> None:
-    bucket = TokenBucket(redis_client, provider, rate=10, burst=5, recovery=0.01, min_factor=0.2)
+    bucket = TokenBucket(
+        redis_client, provider, rate=10, burst=5, recovery=0.01, min_factor=0.2, penalty_hold=0
+    )
     drain(bucket)
     assert 0.08 <= bucket.acquire(1).wait <= 0.1  # 1 token at 10/s
 
@@ -185,6 +187,24 @@ def test_penalize_halves_the_rate_and_never_goes_below_min_factor(
     assert factors[:2] == pytest.approx([0.25, 0.2], abs=1e-4)
     assert all(f >= 0.2 for f in factors)
     assert factors[-1] == pytest.approx(0.2, abs=1e-4)
+
+
+def test_a_burst_of_throttled_answers_cuts_the_rate_once_per_hold(
+    redis_client: redis.Redis, provider: str
+) -> None:
+    """Regression (issue 12, the demo): 20 code-7 answers to one overfull
+    second's requests took the rate from 400/s to min_factor at once."""
+    bucket = TokenBucket(
+        redis_client, provider, rate=400, burst=400, recovery=0.01, penalty_hold=0.2
+    )
+    factors = [bucket.penalize() for _ in range(20)]
+    assert factors == pytest.approx([0.5] * 20, abs=1e-3)  # one cut, fleet-wide
+    other_worker = TokenBucket(
+        redis_client, provider, rate=400, burst=400, recovery=0.01, penalty_hold=0.2
+    )
+    assert other_worker.penalize() == pytest.approx(0.5, abs=1e-3)
+    time.sleep(0.25)
+    assert bucket.penalize() == pytest.approx(0.25, abs=1e-2)  # still throttled: cut again
 
 
 def test_factor_recovers_toward_full_rate(redis_client: redis.Redis, provider: str) -> None:
@@ -207,7 +227,7 @@ def test_state_is_stored_as_integers_with_a_ttl(redis_client: redis.Redis, provi
 
     stored = redis_client.hgetall(bucket_key(provider))
 
-    assert {k.decode() for k in stored} == {"tokens", "ts", "factor"}
+    assert {k.decode() for k in stored} == {"tokens", "ts", "factor", "cut"}
     for value in stored.values():
         int(value)  # no "1.5", no "1e+15"
     assert 60_000 - 1_000 < redis_client.pttl(bucket_key(provider)) <= 60_000

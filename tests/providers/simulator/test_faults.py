@@ -60,6 +60,8 @@ def test_panelsms_rate_limit_within_one_second_then_ok_in_the_next() -> None:
     assert stats["rejected"]["by_code"] == {"7": 1}
     assert stats["max_per_second"] == 2
     assert stats["per_second"] == {str(int(T0)): 2, str(int(T0) + 1): 1}
+    # The refused request cost the sender a token too, in the second it came.
+    assert stats["refused_per_second"] == {str(int(T0)): 1}
 
 
 def test_brand_rate_limit_counts_numbers() -> None:
