@@ -35,7 +35,7 @@ import datetime as dt
 import math
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib.resources import files
@@ -191,6 +191,14 @@ class ProviderHealth:
         if now < self._fresh_until:
             return max(0.0, self._hold_until - now)
         state, wait_ms = self._call("peek")
+        return self._remember_peek(now, state, wait_ms)
+
+    @property
+    def peek_is_fresh(self) -> bool:
+        """:meth:`holding` would answer without asking Redis."""
+        return self._monotonic() < self._fresh_until
+
+    def _remember_peek(self, now: float, state: str, wait_ms: int) -> float:
         self.probe_due = state == "probe"
         hold = int(wait_ms) / 1000 if state == "open" else 0.0
         self._hold_until = now + hold
@@ -265,6 +273,24 @@ class ProviderHealth:
     def _call(self, mode: str) -> tuple[str, int]:
         reply = self._script(keys=self.keys, args=[mode, *self._limits()])
         return _text(reply[0]), int(reply[1])
+
+
+def holding_all(breakers: Sequence[ProviderHealth]) -> list[float]:
+    """:meth:`ProviderHealth.holding` of each, in one round trip to Redis
+    (a pipeline) for those whose last answer is stale, instead of one each:
+    the sender asks before every batch, and an OTP should not wait for a
+    round trip per account of the fleet."""
+    stale = [b for b in breakers if not b.peek_is_fresh]
+    if any(b.client is not stale[0].client for b in stale):  # not one fleet's Redis
+        return [b.holding() for b in breakers]
+    if stale:
+        pipe = stale[0].client.pipeline(transaction=False)
+        for breaker in stale:
+            breaker._script(keys=breaker.keys, args=["peek", *breaker._limits()], client=pipe)
+        now = stale[0]._monotonic()
+        for breaker, reply in zip(stale, pipe.execute(), strict=True):
+            breaker._remember_peek(now, _text(reply[0]), int(reply[1]))
+    return [b.holding() for b in breakers]
 
 
 def _text(value: bytes | str | int) -> str:

@@ -72,10 +72,15 @@ from worker.claims import (
 from worker.metrics import BREAKER_HELD, BUCKET_RELEASED, BUCKET_WAIT, SEND_LATENCY
 from worker.outcomes import Written, decide_outcomes
 from worker.owners import Owner
-from worker.provider_health import BreakerState, ProviderHealth, is_outage_failure
+from worker.provider_health import (
+    BreakerState,
+    ProviderHealth,
+    holding_all,
+    is_outage_failure,
+)
 from worker.retry_policy import RetryPolicy
 from worker.routing import Router
-from worker.throttle import PAUSED_WAIT, TokenBucket
+from worker.throttle import PAUSED_WAIT, TokenBucket, paused_flags
 
 log = structlog.get_logger("smsq.worker")
 
@@ -688,14 +693,15 @@ def _fail_over(
 
 def _paused_accounts(ctx: SendContext, accounts: Iterable[str]) -> frozenset[str]:
     """The accounts among ``accounts`` an operator paused (``smsq fleet pause``)."""
-    paused = set()
-    for account in accounts:
-        try:
-            if ctx.bucket(account).is_paused():
-                paused.add(account)
-        except Exception:  # Redis away: route as usual; the bucket decides per chunk
-            log.warning("pause not read", provider=account, exc_info=True)
-    return frozenset(paused)
+    names = list(accounts)
+    if not names:
+        return frozenset()
+    try:
+        flags = paused_flags(ctx.bucket(names[0]).client, names)  # one round trip
+    except Exception:  # Redis away: route as usual; the bucket decides per chunk
+        log.warning("pause not read", providers=names, exc_info=True)
+        return frozenset()
+    return frozenset(name for name, paused in zip(names, flags, strict=True) if paused)
 
 
 def _holding_accounts(ctx: SendContext, probing: set[str] | None = None) -> dict[str, float]:
@@ -703,18 +709,18 @@ def _holding_accounts(ctx: SendContext, probing: set[str] | None = None) -> dict
     ``probing`` gets those whose breaker is open with a probe due."""
     if ctx.health is None:
         return {}
+    breakers = [ctx.health(provider) for provider in ctx.adapters]
+    try:
+        waits = holding_all(breakers)
+    except Exception:  # Redis away: claim as usual; the gate decides per chunk
+        log.warning("provider health not read", exc_info=True)
+        return {}
     holding = {}
-    for provider in ctx.adapters:
-        try:
-            health = ctx.health(provider)
-            wait = health.holding()
-        except Exception:  # Redis away: claim as usual; the gate decides per chunk
-            log.warning("provider health not read", provider=provider, exc_info=True)
-            continue
+    for health, wait in zip(breakers, waits, strict=True):
         if wait > 0:
-            holding[provider] = wait
+            holding[health.provider] = wait
         elif probing is not None and health.probe_due:
-            probing.add(provider)
+            probing.add(health.provider)
     return holding
 
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Final
@@ -169,10 +170,10 @@ class TokenBucket:
             raise ValueError(f"minimum must be between 1 and tokens ({tokens}), got {minimum!r}")
         if reserve < 0:
             raise ValueError(f"reserve must be >= 0, got {reserve!r}")
-        if self.is_paused():
-            return Grant(granted=0, wait=PAUSED_WAIT, factor=1.0, paused=True)
         reserve = min(reserve, self.burst - 1)
         granted, wait_ms, _, factor = self._call("acquire", tokens, minimum, reserve)
+        if wait_ms < 0:  # the script found the pause flag
+            return Grant(granted=0, wait=PAUSED_WAIT, factor=1.0, paused=True)
         return Grant(granted=granted, wait=wait_ms / 1000, factor=factor / _UNIT)
 
     def refund(self, tokens: int) -> None:
@@ -222,7 +223,7 @@ class TokenBucket:
         self, mode: str, tokens: int = 0, minimum: int = 0, reserve: int = 0
     ) -> tuple[int, int, int, int]:
         reply = self._script(
-            keys=[self.key],
+            keys=[self.key, self.paused_key],
             args=[
                 mode,
                 repr(self.rate),
@@ -247,6 +248,12 @@ def pause_provider(client: redis.Redis, provider: str) -> bool:
     restarts (it lives in the throttle Redis, which should persist).
     """
     return bool(client.set(paused_key(provider), "1", nx=True))
+
+
+def paused_flags(client: redis.Redis, providers: Sequence[str]) -> list[bool]:
+    """Whether each of ``providers`` is paused, in one round trip (MGET)."""
+    values = client.mget([paused_key(p) for p in providers])
+    return [value is not None for value in values]
 
 
 def resume_provider(client: redis.Redis, provider: str) -> bool:

@@ -12,6 +12,9 @@ KEYS[1]  the bucket, a hash (smsq.names.bucket_key(provider)):
          numbers a script returns, so nothing fractional is kept or returned.
          A missing key is a full bucket at factor 1.
 
+KEYS[2]  the account's pause flag (smsq.names.paused_key(provider)): while it
+         exists, acquire grants nothing and returns wait_ms = -1 [acquire]
+
 ARGV[1]  mode: "acquire" | "refund" | "penalize" | "state"
 ARGV[2]  rate, tokens per second at factor 1 (> 0; may be fractional)
 ARGV[3]  burst, whole tokens (>= 1)
@@ -50,8 +53,8 @@ Then the mode:
   state     nothing; the key is not written (a read-only view for operators).
 
 Returns {granted, wait_ms, tokens, factor}: tokens granted (acquire, else 0),
-milliseconds to wait (acquire when nothing was granted, else 0), micro-tokens
-and factor ppm after the call.
+milliseconds to wait (acquire when nothing was granted, else 0; -1: paused),
+micro-tokens and factor ppm after the call.
 
 Resolution: the state is floored to whole micro-tokens and ppm on every write.
 Flooring never lets the rate run fast; a refill smaller than one micro-token
@@ -115,6 +118,11 @@ tokens = math.floor(tokens)
 factor = math.floor(factor)
 
 local granted, wait_ms = 0, 0
+if mode == 'acquire' and KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then
+    -- paused by an operator: nothing taken, nothing written (one round trip
+    -- for both questions, which the sender asks before every request)
+    return {0, -1, tokens, factor}
+end
 if mode == 'acquire' then
     local needed = math.min(minimum, burst - reserve)
     local available = math.floor(tokens / UNIT) - reserve

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 import redis
@@ -25,6 +26,7 @@ from worker.provider_health import (
     Kind,
     ProviderHealth,
     classify,
+    holding_all,
     is_outage_failure,
 )
 
@@ -187,6 +189,32 @@ def test_holding_says_how_long_it_holds_every_message_and_takes_nothing(
     clock[0] += held
     assert peeker.holding() == 0  # the probe is due ...
     assert other.gate().probe  # ... and peeking did not take it
+
+
+def test_holding_all_asks_once_for_every_stale_breaker_and_not_for_fresh_ones(
+    redis_client: redis.Redis,
+) -> None:
+    clock = [100.0]
+    panel, brand, spare = (
+        ProviderHealth(redis_client, name, SETTINGS, monotonic=lambda: clock[0])
+        for name in ("panel", "brand", "spare")
+    )
+    ProviderHealth(redis_client, "brand", SETTINGS).record([refused()] * 3)
+    assert panel.holding() == 0  # asked alone: fresh for PEEK_FRESH seconds
+    sent: list[int] = []
+    execute = redis.client.Pipeline.execute
+
+    def counting(pipe: redis.client.Pipeline, raise_on_error: bool = True) -> list[Any]:
+        sent.append(len(pipe.command_stack))
+        return execute(pipe, raise_on_error)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(redis.client.Pipeline, "execute", counting)
+        waits = holding_all([panel, brand, spare])
+
+    assert waits[0] == 0 and 0 < waits[1] <= SETTINGS.probe_interval and waits[2] == 0
+    assert sent == [2]  # one round trip, for brand and spare; panel's answer was fresh
+    assert (panel.holding(), spare.holding()) == (0, 0)  # now fresh too: no call
 
 
 def test_settings_are_checked() -> None:

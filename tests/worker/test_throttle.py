@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from smsq.core.names import bucket_key
-from worker.throttle import Grant, TokenBucket
+from worker.throttle import Grant, TokenBucket, pause_provider, paused_flags, resume_provider
 
 
 @pytest.fixture
@@ -346,3 +346,16 @@ def test_four_processes_share_one_rate(real_redis_url: str) -> None:
     busiest = max(sum(1 for b2, a2 in grants if b <= b2 and a2 < b + 1.0) for b, _ in grants)
     assert busiest <= rate + burst, busiest
     assert busiest >= rate, busiest  # the windows measured something
+
+
+def test_paused_flags_reads_every_account_in_one_call(
+    redis_client: redis.Redis, provider: str
+) -> None:
+    pause_provider(redis_client, f"{provider}-b")
+    assert paused_flags(redis_client, [f"{provider}-a", f"{provider}-b"]) == [False, True]
+    bucket = TokenBucket(redis_client, f"{provider}-b", rate=10, burst=5)
+    grant = bucket.acquire(1)  # the bucket's own script sees the flag
+    assert grant.paused and grant.granted == 0
+    resume_provider(redis_client, f"{provider}-b")
+    assert paused_flags(redis_client, [f"{provider}-b"]) == [False]
+    assert bucket.acquire(1).granted == 1
