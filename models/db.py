@@ -1,8 +1,9 @@
 """Engines and sessions.
 
 Engines are made per process (a Celery prefork child makes its own after the
-fork), never shared across a fork. SQLite gets WAL and a busy timeout so the
-embedded default copes with a worker and an API writing at once.
+fork), never shared across a fork. SQLite gets WAL, a busy timeout and
+writers that take turns on a lock (:mod:`models.sqlite_writes`) so the
+embedded default copes with workers and an API writing at once.
 
 A PostgreSQL engine never waits long for a database that is away: a new
 connection gives up after :data:`CONNECT_TIMEOUT` seconds (a URL's own
@@ -22,6 +23,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from models.sqlite_writes import TakingTurnsConnection
 
 CONNECT_TIMEOUT = 5  # seconds to open a PostgreSQL connection
 POOL_TIMEOUT = 10.0  # seconds to wait for a pooled connection
@@ -51,7 +54,12 @@ def normalize_url(url: str) -> str:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
+        kwargs.setdefault(
+            "connect_args",
+            # Writers take turns on a lock instead of sleeping in SQLite's busy
+            # handler (models.sqlite_writes).
+            {"timeout": 30, "check_same_thread": False, "factory": TakingTurnsConnection},
+        )
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

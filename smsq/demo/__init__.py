@@ -6,13 +6,13 @@ real ones) it:
 
 - submits a campaign (10,000 recipients) on the route ``bulk`` (the panel
   account, the brand account when panel is down), panel's bucket at 100/s,
-  raised to 400/s once a fifth of it is sent, while the simulator answers
+  raised to 200/s once a fifth of it is sent, while the simulator answers
   some requests with code 6 (queue full) and code 7 (throttled, above its
   own rate limit): the retries and the adaptive throttle at work;
 - once 35 % is sent, stops the panelsms simulator's listener for 10 s
   (:mod:`~smsq.demo.outage`: connections refused): the campaign fails over
   to brand and comes back when panel's breaker probe finds it up;
-- sends a handful of OTPs through the brand adapter while the campaign runs,
+- sends 50 OTPs through the brand adapter while the campaign runs,
   on their own queue and worker, and measures how long each took;
 - schedules one message a few seconds ahead and measures how late it left;
 - shows live progress, then a summary, also written to ``demo-report.json``.

@@ -58,7 +58,7 @@ def bucket_use(
             inside = samples[bisect.bisect_left(times, start) : bisect.bisect_left(times, end)]
             if not inside or any(s.queued < s.rate for s in inside):
                 continue
-            allowed = sum(_rate_at(samples, times, second + 0.5) for second in range(start, end))
+            allowed = sum(_rate_in(samples, times, second) for second in range(start, end))
             used = sum(used_per_second.get(second, 0) for second in range(start, end))
             if allowed > 0:
                 shares.append((start, used / allowed))
@@ -71,6 +71,13 @@ def bucket_use(
         "weakest_at": weakest_at,
         "median": round(statistics.median(share for _, share in shares), 4),
     }
+
+
+def _rate_in(samples: list[Sample], times: list[float], second: int) -> float:
+    """The rate over one second: the mean of the rates in force at its
+    quarter and three-quarter marks (samples come about twice a second, so
+    a change of rate in the middle of a second counts half)."""
+    return (_rate_at(samples, times, second + 0.25) + _rate_at(samples, times, second + 0.75)) / 2
 
 
 def _rate_at(samples: list[Sample], times: list[float], moment: float) -> float:

@@ -25,7 +25,7 @@ def command(
         float, typer.Option(min=2.0, help="seconds ahead of the scheduled message")
     ] = 10.0,
     rate: Annotated[int, typer.Option(min=1, help="campaign bucket at the start, /s")] = 100,
-    raised_rate: Annotated[int, typer.Option(min=1, help="campaign bucket once raised, /s")] = 400,
+    raised_rate: Annotated[int, typer.Option(min=1, help="campaign bucket once raised, /s")] = 200,
     failover: Annotated[
         bool,
         typer.Option(

@@ -14,12 +14,12 @@ class DemoOptions:
     """Seconds ahead of the scheduled message."""
     rate: int = 100
     """The campaign provider's bucket at the start, messages per second."""
-    raised_rate: int = 400
+    raised_rate: int = 200
     raise_at: float = 0.2
     """Share of the campaign sent when the rate is raised."""
     queue_full_ratio: float = 0.02
     """Share of requests the simulator answers with code 6."""
-    provider_rate_limit: int = 380
+    provider_rate_limit: int = 190
     """The simulator answers code 7 above this many messages per second."""
     failover: bool = True
     """Stop the panelsms simulator's listener partway (connection refused), so

@@ -308,8 +308,10 @@ def _bucket_use(
         back = outage["first_back_s"]
         skip.append((zero + outage["started_s"], zero + back + 1 if back else float("inf")))
     use = bucket_use(used_per_second(panel_stats), progress.bucket_samples, skip=skip)
-
-    return {"account": CAMPAIGN_PROVIDER, "window_s": WINDOW, **use}
+    weakest_at = use.pop("weakest_at")
+    if weakest_at is not None:  # seconds from the demo's start, as the report's other times
+        weakest_at = round(weakest_at - progress.started_at.timestamp(), 1)
+    return {"account": CAMPAIGN_PROVIDER, "window_s": WINDOW, **use, "weakest_at_s": weakest_at}
 
 
 def _wait_for_campaign_id(producer: Producer, ingest: threading.Thread, name: str) -> str:
@@ -450,7 +452,8 @@ def _bucket_use_cell(report: dict[str, Any]) -> str:
     if not use["windows"]:
         return "- (never a second of its rate waiting)"
     return (
-        f"weakest {use['window_s']} s {use['weakest'] * 100:.1f} % of its rate, "
+        f"weakest {use['window_s']} s {use['weakest'] * 100:.1f} % of its rate "
+        f"(from {use['weakest_at_s']} s), "
         f"median {use['median'] * 100:.1f} % ({use['windows']} windows with work waiting)"
     )
 
