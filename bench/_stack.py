@@ -55,14 +55,18 @@ class Stack:
             **(env or {}),
         }
 
-    def spawn(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, argv: list[str], name: str, stdout: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """``argv`` in its own session; output to ``<tmp>/<name>.log``, or its
+        stdout alone to ``stdout`` (a command that prints one JSON document)."""
         log = (self.tmp / f"{name}.log").open("wb")
         process = subprocess.Popen(
             argv,
             cwd=ROOT,
             env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            stdout=log if stdout is None else stdout.open("wb"),
+            stderr=subprocess.STDOUT if stdout is None else log,
             start_new_session=True,
         )
         self.processes.append(process)
@@ -141,18 +145,48 @@ class Stack:
         admin.dispose()
 
 
-def group_cpu_seconds(group: int) -> float:
-    """User + system CPU of every process in the process group ``group`` (Linux)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+def _group_stats(group: int) -> dict[int, list[str]]:
+    """``/proc/<pid>/stat`` fields after the command name, of every process in
+    the process group ``group`` (Linux), by pid."""
+    found: dict[int, list[str]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:  # the process ended meanwhile
             continue
-        if int(fields[2]) == group:  # pgrp; utime and stime are fields 14 and 15
-            total += int(fields[11]) + int(fields[12])
+        if int(fields[2]) == group:  # pgrp
+            found[int(stat.parent.name)] = fields
+    return found
+
+
+def group_cpu_seconds(group: int) -> float:
+    """User + system CPU of every process in the process group ``group`` (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    # utime and stime are fields 14 and 15 of the whole line
+    total = sum(int(f[11]) + int(f[12]) for f in _group_stats(group).values())
     return total / ticks
+
+
+def group_pids(group: int) -> list[int]:
+    """The processes in the process group ``group`` now (Linux)."""
+    return sorted(_group_stats(group))
+
+
+def memory_kb(pid: int) -> tuple[int, int] | None:
+    """(resident now, peak resident) of ``pid`` in kB: ``VmRSS`` and ``VmHWM``
+    of ``/proc/<pid>/status``; None once the process is gone."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return None
+    values = {}
+    for line in lines:
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0])
+    if len(values) < 2:
+        return None  # a zombie has no memory lines
+    return values["VmRSS"], values["VmHWM"]
 
 
 def scratch_dir(name: str) -> Path:

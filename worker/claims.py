@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from models.ledger import move_where
+from models.ledger import move_where, status_among
 from models.status import CampaignStatus, EventSource, MessageStatus
 from models.tables import Campaign, Message
 
@@ -148,6 +148,7 @@ def claim(
         returning=_CLAIMED_COLUMNS[1:],
         source=EventSource.WORKER,
         now=now,
+        by_ids=True,
     )
     return [Claimed(*row) for row in rows]
 
@@ -191,7 +192,7 @@ def held_back(
         return []
     query = select(Message.id, Message.kind, Message.provider).where(
         Message.id.in_(list(ids)),
-        Message.status == S.QUEUED,
+        status_among([S.QUEUED], by_ids=True),
         held,
     )
     return [(id_, kind, provider) for id_, kind, provider in session.execute(query)]
@@ -213,6 +214,7 @@ def expire_overdue(session: Session, ids: Sequence[str], *, now: dt.datetime) ->
         source=EventSource.WORKER,
         now=now,
         detail="validity passed before it could be sent",
+        by_ids=True,
     )
     return [row[0] for row in rows]
 

@@ -12,7 +12,8 @@ to hold that).
   rows (:func:`insert_new_messages`; campaign rows without events:
   :func:`insert_campaign_rows`, :func:`copy_campaign_rows`,
   :func:`settle_first_status`), every row
-  matching a condition (:func:`move_where`, :func:`move_campaign_messages`),
+  matching a condition (:func:`move_where`, :func:`move_campaign_messages`;
+  :func:`status_among` for a statement that names its rows by id),
   per-row outcomes guarded by a claim's lease (:func:`write_claimed_moves`)
   and an operator's re-queue (:func:`requeue_by_operator`); the account a
   claimed routed row goes out on (:func:`assign_accounts`, not a move).
@@ -34,6 +35,7 @@ from models.ledger.moves import (
     moved_columns,
     requeue_by_operator,
     settle_first_status,
+    status_among,
     write_claimed_moves,
 )
 
@@ -50,5 +52,6 @@ __all__ = [
     "moved_columns",
     "requeue_by_operator",
     "settle_first_status",
+    "status_among",
     "write_claimed_moves",
 ]
