@@ -105,6 +105,9 @@ class Campaign(Base):
 # text: a query must say it in these literal words (not with bound
 # parameters) for PostgreSQL's prepared, generic plans to use the index.
 UNKNOWN_UNRESENT = "status = 'unknown' AND unknown_resends = 0"
+# A campaign's rows still to send (its partial index; worker.campaign_progress).
+CAMPAIGN_PENDING_STATUSES = ("accepted", "scheduled", "queued", "sending")
+CAMPAIGN_PENDING = "status IN (" + ", ".join(f"'{s}'" for s in CAMPAIGN_PENDING_STATUSES) + ")"
 
 
 class Message(Base):
@@ -129,6 +132,14 @@ class Message(Base):
             "updated_at",
             postgresql_where=text(UNKNOWN_UNRESENT),
             sqlite_where=text(UNKNOWN_UNRESENT),
+        ),
+        # Whether a campaign has anything left to send, after every batch:
+        # answered from its pending rows, not by walking those already sent.
+        Index(
+            "ix_messages_campaign_pending",
+            "campaign_id",
+            postgresql_where=text(CAMPAIGN_PENDING),
+            sqlite_where=text(CAMPAIGN_PENDING),
         ),
     )
 

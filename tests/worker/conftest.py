@@ -12,10 +12,11 @@ from typing import Any
 import fakeredis
 import httpx
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.orm import Session
 
 from models.db import make_sessionmaker
+from models.status import MessageStatus
 from models.tables import Message, MessageEvent
 from providers.accounts import BrandAccount, PanelSmsAccount
 from providers.base import Adapter
@@ -145,3 +146,23 @@ def events(session: Session) -> Callable[[str], list[dict[str, Any]]]:
         return [dict(row) for row in session.execute(query).mappings()]
 
     return read
+
+
+# --- many rows at once, for the planner (PostgreSQL) -------------------------------
+
+_SEED = """
+INSERT INTO messages (id, "to", text, kind, campaign_id, provider, status, encoding,
+    segments, attempts, stop_list, flash, client_id, created_at, updated_at)
+SELECT :prefix || lpad(i::text, 7, '0'), '+49170' || lpad(i::text, 7, '0'), 'Sale',
+    'campaign', :campaign, 'brand', :status, 'gsm7', 1, 0, true, false, '', now(), now()
+FROM generate_series(1, :rows) AS i
+"""
+
+
+def seed_campaign_rows(
+    conn: Connection, *, prefix: str, campaign: str, status: MessageStatus, rows: int
+) -> None:
+    """``rows`` campaign messages in ``status``, ids ``prefix`` + 7 digits from 1
+    (PostgreSQL's generate_series: tens of thousands in a moment)."""
+    params = {"prefix": prefix, "campaign": campaign, "status": status.value, "rows": rows}
+    conn.execute(text(_SEED), params)

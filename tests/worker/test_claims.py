@@ -18,6 +18,7 @@ from models.db import make_engine, make_sessionmaker
 from models.ledger import assign_accounts
 from models.status import CampaignStatus, MessageStatus
 from models.tables import Campaign, Message
+from tests.worker.conftest import seed_campaign_rows
 from worker.claims import claim, expire_overdue, held_back, release, renew_lease
 
 S = MessageStatus
@@ -343,14 +344,6 @@ def test_assign_accounts_names_the_account_of_rows_still_in_our_claim(
 
 # --- the plan: a batch's rows are found by id ------------------------------------
 
-_SEED = """
-INSERT INTO messages (id, "to", text, kind, campaign_id, provider, status, encoding,
-    segments, attempts, stop_list, flash, client_id, created_at, updated_at)
-SELECT :prefix || lpad(i::text, 7, '0'), '+49170' || lpad(i::text, 7, '0'), 'Sale',
-    'campaign', :campaign, 'brand', :status, 'gsm7', 1, 0, true, false, '', now(), now()
-FROM generate_series(1, :rows) AS i
-"""
-
 
 @pytest.mark.integration
 def test_a_claim_finds_its_rows_by_id_whatever_the_statistics_say(postgres_url: str) -> None:
@@ -373,14 +366,12 @@ def test_a_claim_finds_its_rows_by_id_whatever_the_statistics_say(postgres_url: 
                 for c, status in (("old", C.FINISHED), ("new", C.RUNNING))
             ],
         )
-        history = {"prefix": "h", "campaign": "old", "status": S.DELIVERED.value, "rows": 20_000}
-        conn.execute(text(_SEED), history)
+        seed_campaign_rows(conn, prefix="h", campaign="old", status=S.DELIVERED, rows=20_000)
     with engine.connect() as conn:
         conn.execute(text("ANALYZE messages"))
         conn.commit()
     with engine.begin() as conn:
-        fresh = {"prefix": "n", "campaign": "new", "status": S.QUEUED.value, "rows": 20_000}
-        conn.execute(text(_SEED), fresh)
+        seed_campaign_rows(conn, prefix="n", campaign="new", status=S.QUEUED, rows=20_000)
     ids = [f"n{i:07d}" for i in range(10_001, 10_501)]
     event.listen(engine, "before_cursor_execute", keep)
     try:
