@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -83,9 +84,10 @@ class Stack:
         return url
 
     def start_celery_worker(
-        self, app: str, queues: str, concurrency: int, name: str
+        self, app: str, queues: str, concurrency: int, name: str, extra: Sequence[str] = ()
     ) -> subprocess.Popen[bytes]:
-        """A prefork Celery worker of ``app`` on ``queues``, once it says it is ready."""
+        """A prefork Celery worker of ``app`` on ``queues``, once it says it is ready;
+        ``extra``: more options (e.g. ``--prefetch-multiplier 1``)."""
         process = self.spawn(
             [
                 str(BIN / "celery"),
@@ -105,6 +107,7 @@ class Stack:
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
+                *extra,
             ],
             name,
         )
