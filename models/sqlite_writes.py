@@ -22,10 +22,11 @@ PostgreSQL engines do not use this.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Self
 
 WAIT = 30.0  # seconds, as the busy timeout (models.db)
@@ -34,16 +35,68 @@ WAIT = 30.0  # seconds, as the busy timeout (models.db)
 # control (it opens one before DML), and DDL.
 _WRITES = ("insert", "update", "delete", "replace", "create", "drop", "alter", "begin")
 
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
+_local = threading.local()
 
 
-def _lock_for(database: str) -> threading.Lock:
+@contextlib.contextmanager
+def writes_first() -> Iterator[None]:
+    """This thread's SQLite writes take their turn before those of threads
+    outside such a block (the OTP lane's, in the one-process demo: an OTP
+    must not queue behind a campaign's batch writes). No effect on
+    PostgreSQL, which has no such lock."""
+    before = getattr(_local, "first", False)
+    _local.first = True
+    try:
+        yield
+    finally:
+        _local.first = before
+
+
+class Turns:
+    """One database file's turn to write: free or held; waiting writers in
+    :func:`writes_first` go before the others."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._held = False
+        self._first_waiting = 0
+
+    def acquire(self, timeout: float) -> bool:
+        first = bool(getattr(_local, "first", False))
+        with self._changed:
+            if first:
+                self._first_waiting += 1
+            try:
+                got = self._changed.wait_for(
+                    lambda: not self._held and (first or self._first_waiting == 0), timeout
+                )
+            finally:
+                if first:
+                    self._first_waiting -= 1
+                    self._changed.notify_all()  # the others may go now
+            if got:
+                self._held = True
+            return got
+
+    def release(self) -> None:
+        with self._changed:
+            self._held = False
+            self._changed.notify_all()
+
+    def locked(self) -> bool:
+        return self._held
+
+
+_turns: dict[str, Turns] = {}
+_turns_guard = threading.Lock()
+
+
+def _lock_for(database: str) -> Turns:
     key = database if database in ("", ":memory:") else os.path.realpath(database)
     if key in ("", ":memory:"):
-        return threading.Lock()  # a private database: its own lock
-    with _locks_guard:
-        return _locks.setdefault(key, threading.Lock())
+        return Turns()  # a private database: its own turns
+    with _turns_guard:
+        return _turns.setdefault(key, Turns())
 
 
 class TakingTurnsConnection(sqlite3.Connection):

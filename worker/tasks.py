@@ -7,15 +7,18 @@ it), so importing this module makes no app and registers nothing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from typing import Any
 
 import structlog
 
 from models import retention
+from models.sqlite_writes import writes_first
 from smsq.core.names import (
     QUEUE_CAMPAIGN,
     QUEUE_FOR_KIND,
+    QUEUE_OTP,
     TASK_PROMOTE,
     TASK_PRUNE,
     TASK_RECOVER_OWNERS,
@@ -33,8 +36,13 @@ from worker.sending import send_batch
 log = structlog.get_logger("smsq.worker")
 
 
-def send_messages(rt: Runtime, ids: list[str], resend_unknown: bool = False) -> dict[str, int]:
-    result = rt.run(send_batch(rt.send_context(), ids, resend_unknown=resend_unknown))
+def send_messages(
+    rt: Runtime, ids: list[str], resend_unknown: bool = False, *, urgent: bool = False
+) -> dict[str, int]:
+    """``urgent``: an OTP task; on the embedded SQLite its writes go before
+    the campaign's (:func:`models.sqlite_writes.writes_first`)."""
+    with writes_first() if urgent else contextlib.nullcontext():
+        result = rt.run(send_batch(rt.send_context(), ids, resend_unknown=resend_unknown))
     return {"claimed": result.claimed, "sent": result.written.sent}
 
 
@@ -121,9 +129,12 @@ def prune(rt: Runtime) -> dict[str, int]:
 def register(app: Any, runtime: ProcessRuntime) -> None:
     """Bind the tasks to ``app``; each runs on the process's runtime."""
 
-    @app.task(name=TASK_SEND, shared=False)
-    def send_messages_task(ids: list[str], resend_unknown: bool = False) -> dict[str, int]:
-        return send_messages(runtime.get(), ids, resend_unknown)
+    @app.task(name=TASK_SEND, shared=False, bind=True)
+    def send_messages_task(
+        task: Any, ids: list[str], resend_unknown: bool = False
+    ) -> dict[str, int]:
+        queue = (task.request.delivery_info or {}).get("routing_key")
+        return send_messages(runtime.get(), ids, resend_unknown, urgent=queue == QUEUE_OTP)
 
     @app.task(name=TASK_START_CAMPAIGN, shared=False)
     def start_campaign_task(campaign_id: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from models.sqlite_writes import TakingTurnsConnection
+from models.sqlite_writes import TakingTurnsConnection, writes_first
 
 
 def connect(path: Path) -> TakingTurnsConnection:
@@ -69,3 +70,28 @@ def test_rollback_close_and_a_failed_statement_give_the_turn_back(tmp_path: Path
     other.execute("INSERT INTO t VALUES (2)")
     other.commit()
     assert other.execute("SELECT count(*) FROM t").fetchone() == (2,)
+
+
+def test_a_writer_in_writes_first_goes_before_writers_already_waiting(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    holder, campaign, otp = connect(path), connect(path), connect(path)
+    holder.execute("CREATE TABLE t (x TEXT)")
+    holder.execute("INSERT INTO t VALUES ('holder')")  # holds the turn
+    order: list[str] = []
+
+    def write(conn: TakingTurnsConnection, name: str, first: bool) -> None:
+        with writes_first() if first else contextlib.nullcontext():
+            conn.execute("INSERT INTO t VALUES (?)", (name,))
+            order.append(name)
+            conn.commit()
+
+    waiting = threading.Thread(target=write, args=(campaign, "campaign", False))
+    waiting.start()
+    time.sleep(0.2)  # the campaign's write waits first ...
+    urgent = threading.Thread(target=write, args=(otp, "otp", True))
+    urgent.start()
+    time.sleep(0.2)
+    holder.commit()  # ... but the OTP's goes first
+    for thread in (waiting, urgent):
+        thread.join(5)
+    assert order == ["otp", "campaign"]
