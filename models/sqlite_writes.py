@@ -152,19 +152,21 @@ class TakingTurnsConnection(sqlite3.Connection):
 
 class TakingTurnsCursor(sqlite3.Cursor):
     def execute(self, sql: str, parameters: Any = (), /) -> Self:
-        connection = self.connection
-        assert isinstance(connection, TakingTurnsConnection)
-        connection._before(sql)
-        try:
+        with self._turn(sql):
             return super().execute(sql, parameters)
-        finally:
-            connection._end()  # an autocommitted statement, or a failed BEGIN
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> Self:
+        with self._turn(sql):
+            return super().executemany(sql, seq_of_parameters)
+
+    @contextlib.contextmanager
+    def _turn(self, sql: str) -> Iterator[None]:
+        """Take the turn if ``sql`` starts a write; give it back after an
+        autocommitted statement or a failed BEGIN."""
         connection = self.connection
         assert isinstance(connection, TakingTurnsConnection)
         connection._before(sql)
         try:
-            return super().executemany(sql, seq_of_parameters)
+            yield
         finally:
             connection._end()
